@@ -1,0 +1,169 @@
+"""Callbacks: training throughput, run reports (JSON/CSV, W&B tables) and prediction CSVs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class ThroughputMonitor(L.Callback):
+    """Training images per second (all ranks together), skipping each epoch's first batches."""
+
+    def __init__(self, skip_batches: int = 3) -> None:
+        """Skip ``skip_batches`` warm-up batches per epoch."""
+        self.skip = skip_batches
+        self.images = 0
+        self.seconds = 0.0
+        self._start = 0.0
+        self._batch = 0
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Measured throughput so far (None before any timed batch)."""
+        return self.images / self.seconds if self.seconds > 0 else None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Reset the warm-up counter."""
+        self._batch = 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        """Start the clock."""
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Stop the clock and count the batch (times the number of ranks)."""
+        self._batch += 1
+        if self._batch > self.skip:
+            self.seconds += time.perf_counter() - self._start
+            self.images += len(batch["label"]) * trainer.world_size
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Log the running throughput."""
+        if self.images_per_second:
+            pl_module.log("train/img_per_s", self.images_per_second, rank_zero_only=True)
+
+
+class RunReport(L.Callback):
+    """Write ``fit_report.json`` / ``<stage>_report.json`` (+ CSVs) into the run folder; log tables to W&B.
+
+    The benchmark runner reads these files, so every number in its tables comes from a run.
+    """
+
+    def __init__(self, run_dir: str | Path, info: dict[str, Any] | None = None) -> None:
+        """Report into ``run_dir``; ``info`` (dataset, model, seed...) is copied into each report."""
+        self.run_dir = Path(run_dir)
+        self.info = dict(info or {})
+
+    def _write(self, name: str, payload: dict[str, Any]) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / name
+        path.write_text(json.dumps({**self.info, **payload}, indent=1))
+        return path
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record the best checkpoint, its validation metrics, throughput and size."""
+        ckpt = trainer.checkpoint_callback
+        throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputMonitor)), None)
+        self._write("fit_report.json", {
+            "best_model_path": getattr(ckpt, "best_model_path", None) or None,
+            "last_model_path": getattr(ckpt, "last_model_path", None) or None,
+            "monitor": getattr(ckpt, "monitor", None),
+            "best_score": float(ckpt.best_model_score) if getattr(ckpt, "best_model_score", None) is not None else None,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "world_size": trainer.world_size,
+            "train_img_per_s": throughput.images_per_second if throughput else None,
+            "params": pl_module.num_parameters(),
+            "trainable_params": pl_module.num_parameters(trainable_only=True),
+            "last_val": getattr(pl_module, "results", {}).get("val"),
+        })
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the validation report when validating on its own (``fer-zoo validate``)."""
+        if trainer.state.fn == "validate":
+            self._stage_report(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the test report, per-class CSV and confusion matrix; log them to W&B."""
+        self._stage_report(trainer, pl_module, "test")
+
+    @rank_zero_only
+    def _stage_report(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        result = getattr(pl_module, "results", {}).get(stage)
+        if result is None:
+            return
+        if trainer.world_size > 1:
+            result = {**result, "warning": "computed under DDP: the distributed sampler may repeat samples; "
+                                           "report test numbers from a single-device run"}
+        self._write(f"{stage}_report.json", {"stage": stage, "world_size": trainer.world_size,
+                                             "params": pl_module.num_parameters(), **result})
+        names = result["class_names"]
+        with open(self.run_dir / f"{stage}_per_class.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["class", "accuracy", "support"])
+            for n in names:
+                writer.writerow([n, f"{result['per_class_acc'][n]:.4f}", result["support"][n]])
+        with open(self.run_dir / f"{stage}_confusion_matrix.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["true\\pred", *names])
+            for n, row in zip(names, result["confusion_matrix"]):
+                writer.writerow([n, *row])
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                self._log_wandb(logger, pl_module, stage, result)
+
+    @staticmethod
+    def _log_wandb(logger: Any, pl_module: L.LightningModule, stage: str, result: dict[str, Any]) -> None:
+        import wandb
+
+        names = result["class_names"]
+        rows = [[n, result["per_class_acc"][n], result["support"][n]] for n in names]
+        logger.log_table(key=f"{stage}/per_class", columns=["class", "accuracy", "support"], data=rows)
+        matrix = result["confusion_matrix"]
+        y_true = [i for i, row in enumerate(matrix) for j, c in enumerate(row) for _ in range(int(c))]
+        y_pred = [j for i, row in enumerate(matrix) for j, c in enumerate(row) for _ in range(int(c))]
+        chart = wandb.plot.confusion_matrix(y_true=y_true, preds=y_pred, class_names=names, title=f"{stage} confusion")
+        logger.experiment.log({f"{stage}/confusion_matrix": chart, "trainer/global_step": pl_module.global_step})
+
+
+class PredictionCSVWriter(BasePredictionWriter):
+    """Write one CSV row per predicted face: file, face index, box, class, confidence, all probabilities."""
+
+    def __init__(self, output: str | Path) -> None:
+        """Write to ``output``."""
+        super().__init__(write_interval="epoch")
+        self.output = Path(output)
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any,
+                           batch_indices: Any) -> None:
+        """Gather the batches and write the CSV (rank zero)."""
+        if trainer.global_rank != 0:
+            return
+        names = list(pl_module.class_names)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.output, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "face", "box_x", "box_y", "box_w", "box_h", "face_found", "prediction",
+                             "confidence", *[f"p_{n}" for n in names]])
+            for batch in predictions:
+                probs = batch["probs"].float()
+                n = len(probs)
+                paths = batch.get("path", [""] * n)
+                faces = batch.get("face", torch.zeros(n, dtype=torch.long))
+                boxes = batch.get("box", torch.full((n, 4), -1))
+                found = batch.get("face_found", torch.ones(n, dtype=torch.bool))
+                for i in range(n):
+                    k = int(probs[i].argmax())
+                    writer.writerow([paths[i], int(faces[i]), *[int(v) for v in boxes[i]], bool(found[i]), names[k],
+                                     f"{float(probs[i, k]):.4f}", *[f"{float(p):.4f}" for p in probs[i]]])
+        print(f"predictions written to {self.output}")

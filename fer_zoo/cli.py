@@ -1,0 +1,172 @@
+"""The ``fer-zoo`` command: LightningCLI (fit, validate, test, predict) plus project subcommands.
+
+``--model NAME`` and ``--data NAME`` take short aliases that expand to packaged YAML
+defaults (``fer_zoo/configs/{model,data}/NAME.yaml``); class names and paths work too.
+Every run gets a folder (``--run_dir``, default ``runs/<dataset>-<model>/<time>``) holding
+its config, CSV metrics, checkpoints, reports and the offline W&B run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
+
+from fer_zoo import registry
+from fer_zoo.callbacks import PredictionCSVWriter, RunReport, ThroughputMonitor
+
+STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
+
+
+def expand_aliases(argv: list[str]) -> list[str]:
+    """Rewrite ``--model alias`` / ``--data alias`` (and ``=`` forms) to packaged YAML paths."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        for flag, group in (("--model", "model"), ("--data", "data")):
+            if arg == flag and i + 1 < len(argv):
+                path = registry.config_path(group, argv[i + 1])
+                if path is not None:
+                    out += [flag, str(path)]
+                    i += 2
+                    break
+            elif arg.startswith(flag + "="):
+                path = registry.config_path(group, arg.split("=", 1)[1])
+                if path is not None:
+                    out += [flag, str(path)]
+                    i += 1
+                    break
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Save ``lightning_config.yaml`` in the run folder and push the full config to W&B."""
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Upload the resolved config to every W&B logger (rank zero only)."""
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="json")})
+
+
+class FerZooCLI(LightningCLI):
+    """LightningCLI with linked class names, run folders, default loggers and callbacks."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        """Link data properties into the model; add run-folder and W&B options."""
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
+        parser.add_argument("--run_dir", type=str | None, default=None,
+                            help="Run folder (default: runs/<dataset>-<model>/<time>[-<subcommand>]).")
+        parser.add_argument("--wandb", type=str, default="offline",
+                            help="W&B mode: offline (default; sync later with `wandb sync`), online or disabled.")
+        parser.add_argument("--wandb_project", type=str, default="fer-zoo", help="W&B project.")
+        parser.add_argument("--monitor", type=str, default="val/acc",
+                            help="Validation metric that selects the best checkpoint (val/acc, val/mca, val/f1_macro).")
+
+    def before_instantiate_classes(self) -> None:
+        """For predict from a checkpoint, take the class names from the checkpoint."""
+        if self.subcommand != "predict":
+            return
+        config = self.config[self.subcommand]
+        data = config.get("data")
+        init = getattr(data, "init_args", None)
+        if init is not None and "class_names" in init and not init.class_names and config.get("ckpt_path"):
+            import torch
+
+            hparams = torch.load(config.ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+            init.class_names = hparams.get("class_names")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Create the run folder, loggers and callbacks, then the trainer."""
+        sub = self.subcommand
+        config = self.config[sub] if sub else self.config
+        model = type(self.model).__name__.lower()
+        dataset = getattr(self.datamodule, "dataset_name", "data") or "folder"
+        seed = config.get("seed_everything")
+        stamp = os.environ.setdefault(STAMP_ENV, time.strftime("%Y%m%d-%H%M%S"))
+        default_dir = Path("runs") / f"{dataset}-{model}" / (stamp if sub == "fit" else f"{stamp}-{sub}")
+        run_dir = Path(config.get("run_dir") or default_dir)
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        extra: dict[str, Any] = {"default_root_dir": str(run_dir)}
+        if trainer_config.get("logger") in (None, True):
+            loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+            mode = os.environ.get("WANDB_MODE", config.get("wandb", "offline"))
+            if mode != "disabled" and config.get("wandb", "offline") != "disabled":
+                from lightning.pytorch.loggers import WandbLogger
+
+                loggers.append(WandbLogger(
+                    project=config.get("wandb_project", "fer-zoo"), save_dir=str(run_dir),
+                    name=f"{model}-{dataset}-s{seed}", group=f"{dataset}-{model}", job_type=sub,
+                    tags=[dataset, model, sub or "run"], offline=(mode == "offline"),
+                ))
+            extra["logger"] = loggers
+        callbacks: list[Any] = [ThroughputMonitor(), RunReport(run_dir, {"dataset": dataset, "model": model,
+                                                                         "seed": seed, "subcommand": sub})]
+        if sub == "fit":
+            monitor = config.get("monitor", "val/acc")
+            callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=monitor, mode="max",
+                                             save_last=True, auto_insert_metric_name=False,
+                                             filename="best-epoch{epoch:02d}-" + monitor.split("/")[-1] + "{" + monitor + ":.4f}"))
+            if extra.get("logger") or trainer_config.get("logger"):
+                callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if sub == "predict":
+            callbacks.append(PredictionCSVWriter(run_dir / "predictions.csv"))
+        trainer_config = {**trainer_config, **extra, **kwargs}
+        extra_callbacks = [self._get(self.config_init, c) for c in self._parser(sub).callback_keys]
+        return self._instantiate_trainer(trainer_config, extra_callbacks + callbacks)
+
+
+def _synth(args: list[str]) -> None:
+    from fer_zoo.datasets.synthetic import write_rafdb_layout
+
+    p = argparse.ArgumentParser(prog="fer-zoo synth", description="Write the synthetic set in the RAF-DB layout.")
+    p.add_argument("--out", required=True, help="new dataset root")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=100, help="image side (RAF-DB aligned crops are 100)")
+    p.add_argument("--num_train", type=int, default=4000)
+    p.add_argument("--num_test", type=int, default=1000)
+    a = p.parse_args(args)
+    root = write_rafdb_layout(a.out, a.seed, a.size, a.num_train, a.num_test)
+    print(f"wrote {a.num_train} train + {a.num_test} test synthetic faces in the RAF-DB layout to {root}; "
+          f"read it with: fer-zoo fit --model baseline --data rafdb --data.root {root}")
+
+
+def _list(args: list[str]) -> None:
+    print("models:  ", " ".join(registry.list_models()))
+    print("datasets:", " ".join(registry.list_datasets()))
+
+
+EXTRA_COMMANDS = {"synth": _synth, "list": _list}
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of ``fer-zoo`` / ``python -m fer_zoo``."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in EXTRA_COMMANDS:
+        EXTRA_COMMANDS[argv[0]](argv[1:])
+        return
+    import fer_zoo.datamodules  # noqa: F401  (make class names resolvable)
+    import fer_zoo.models  # noqa: F401
+    from fer_zoo.datamodules import FERDataModule
+    from fer_zoo.models import FERTask
+
+    defaults = str(Path(__file__).parent / "configs" / "trainer" / "default.yaml")
+    FerZooCLI(
+        FERTask, FERDataModule, subclass_mode_model=True, subclass_mode_data=True, args=expand_aliases(argv),
+        seed_everything_default=0, save_config_callback=LoggerSaveConfigCallback,
+        save_config_kwargs={"overwrite": True, "config_filename": "lightning_config.yaml"},
+        parser_kwargs={sub: {"default_config_files": [defaults]} for sub in ("fit", "validate", "test", "predict")},
+        auto_configure_optimizers=False,
+    )

@@ -1,0 +1,142 @@
+"""``FERDataModule``: one LightningDataModule shape for every FER dataset."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from fer_zoo.datamodules.samplers import SAMPLERS, ProgressivelyBalancedSampler
+from fer_zoo.datasets.base import FERDataset
+from fer_zoo.labels import class_names
+from fer_zoo.transforms import FERTransform
+from fer_zoo.transforms.augment import AUGMENTATIONS
+
+log = logging.getLogger(__name__)
+
+
+class FERDataModule(L.LightningDataModule):
+    """Shared data module: datasets per split, augmentation, samplers and loaders.
+
+    A batch is a dict with ``image`` ``(B, 3, S, S)``, ``label`` ``(B,)``, ``index`` ``(B,)``,
+    plus ``target`` ``(B, C)`` (soft labels) and ``landmarks`` ``(B, K, 2)`` where the
+    dataset has them. :attr:`num_classes` and :attr:`class_names` are linked into the model
+    by the CLI. Subclasses set :attr:`dataset_name` and implement :meth:`make_dataset`.
+    """
+
+    dataset_name: str = ""
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        augment: str = "standard",
+        hflip: float = 0.5,
+        sampler: str = "none",
+        progressive_epochs: int = 0,
+        cache_dir: str | None = None,
+        skip_corrupt: bool = False,
+    ) -> None:
+        """Configure loading.
+
+        Args:
+            image_size: model input side in pixels.
+            batch_size: training batch size (per device).
+            eval_batch_size: validation/test batch size (default: ``2 * batch_size``).
+            num_workers: loader worker processes.
+            augment: training augmentation level: none, light, standard or strong.
+            hflip: training horizontal-flip probability (landmarks are re-ordered).
+            sampler: ``none``, ``class_balanced`` or ``progressive`` (instance- to class-balanced
+                over ``progressive_epochs``).
+            progressive_epochs: epochs of the progressive schedule.
+            cache_dir: where packed image caches live (default ``$FER_ZOO_HOME/cache``).
+            skip_corrupt: skip and count unreadable images instead of stopping at the first.
+        """
+        super().__init__()
+        if sampler not in SAMPLERS:
+            raise ValueError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"data.augment must be one of {AUGMENTATIONS}, got {augment!r}")
+        self.image_size, self.batch_size = image_size, batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.num_workers, self.augment, self.hflip = num_workers, augment, hflip
+        self.sampler, self.progressive_epochs = sampler, progressive_epochs
+        self.cache_dir, self.skip_corrupt = cache_dir, skip_corrupt
+        self.datasets: dict[str, FERDataset] = {}
+
+    # --- what the model needs to know -------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in the dataset's label order."""
+        return list(class_names(self.dataset_name))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+    # --- datasets ---------------------------------------------------------------------
+    def make_dataset(self, split: str, transform: FERTransform) -> FERDataset:
+        """Build the dataset of ``split`` (train, val or test) with ``transform``."""
+        raise NotImplementedError
+
+    def common_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments every packed dataset takes."""
+        return {"cache_dir": self.cache_dir, "skip_corrupt": self.skip_corrupt}
+
+    def transform(self, train: bool) -> FERTransform:
+        """The sample transform of a training or an evaluation split."""
+        if train:
+            return FERTransform(self.image_size, self.augment, self.hflip)
+        return FERTransform(self.image_size, "none", 0.0)
+
+    def dataset(self, split: str) -> FERDataset:
+        """The dataset of ``split``, built on first use."""
+        if split not in self.datasets:
+            data = self.make_dataset(split, self.transform(split == "train"))
+            log.info("%s/%s: %d samples %s", self.dataset_name, split, len(data), data.summary)
+            self.datasets[split] = data
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the splits a stage needs."""
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
+        for split in splits:
+            self.dataset(split)
+
+    # --- loaders ----------------------------------------------------------------------
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        data = self.dataset(split)
+        sampler = None
+        if train and self.sampler != "none":
+            epochs = 0 if self.sampler == "class_balanced" else self.progressive_epochs
+            seed = torch.initial_seed() % 2**31  # seed_everything makes it equal on every rank
+            epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+            sampler = ProgressivelyBalancedSampler(data.labels, self.num_classes, epochs, seed, epoch_fn)
+        return DataLoader(
+            data, batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and sampler is None, sampler=sampler, drop_last=train and len(data) > self.batch_size,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Training loader (augmented, shuffled or re-balanced)."""
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation loader."""
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test loader."""
+        return self._loader("test", False)
+
+    def class_counts(self, split: str = "train") -> np.ndarray:
+        """Samples per class in ``split``."""
+        return np.bincount(self.dataset(split).labels, minlength=self.num_classes)

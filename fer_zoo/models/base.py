@@ -1,0 +1,191 @@
+"""``FERTask``: the LightningModule every method derives from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fer_zoo.metrics import class_metrics, scalar_metrics
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("onecycle", "cosine", "none")
+
+
+class FERTask(L.LightningModule):
+    """Shared training, evaluation and optimisation for FER methods.
+
+    Subclasses build their networks in ``__init__`` and implement :meth:`forward` (images
+    to logits, the inference path). Methods with extra losses override
+    :meth:`training_loss`. Metrics: ``acc`` (overall, micro), ``mca`` (mean class accuracy,
+    macro), ``f1_macro``, per-class accuracy and the confusion matrix, for val and test;
+    metric objects sync across DDP ranks themselves. :attr:`results` holds the last
+    computed evaluation (scalars, per-class accuracy, confusion matrix) per stage.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 7,
+        class_names: list[str] | None = None,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        momentum: float = 0.9,
+        scheduler: str = "onecycle",
+        warmup_pct: float = 0.1,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        """Configure the task.
+
+        Args:
+            num_classes: number of classes (linked from the data module by the CLI).
+            class_names: class names in label order (linked from the data module).
+            optimizer: ``adamw``, ``adam`` or ``sgd``.
+            lr: peak learning rate.
+            weight_decay: decoupled (AdamW) or L2 (SGD, Adam) weight decay.
+            momentum: SGD momentum.
+            scheduler: ``onecycle`` (warm-up then cosine, per step), ``cosine`` (per step, no
+                warm-up) or ``none``.
+            warmup_pct: share of steps spent warming up (onecycle).
+            label_smoothing: cross-entropy label smoothing.
+        """
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"model.class_names has {len(class_names)} names but num_classes={num_classes}")
+        self.save_hyperparameters(logger=False)
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.train_acc = scalar_metrics(num_classes, "train/")["acc"]
+        self.val_metrics = scalar_metrics(num_classes, "val/")
+        self.test_metrics = scalar_metrics(num_classes, "test/")
+        self.val_class_metrics = class_metrics(num_classes)
+        self.test_class_metrics = class_metrics(num_classes)
+        self.results: dict[str, dict[str, Any]] = {}
+
+    # --- to implement -----------------------------------------------------------------
+    def forward(self, images: Tensor) -> Tensor:
+        """Map images ``(B, 3, H, W)`` to logits ``(B, C)``."""
+        raise NotImplementedError
+
+    def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Loss of a training batch.
+
+        Returns:
+            ``(loss, logits, extra)``: the total loss, the classification logits and named
+            loss terms to log.
+        """
+        logits = self(batch["image"])
+        return self.classification_loss(logits, batch), logits, {}
+
+    # --- shared pieces ----------------------------------------------------------------
+    def classification_loss(self, logits: Tensor, batch: dict[str, Any]) -> Tensor:
+        """Cross-entropy with the soft ``target`` when the batch has one, else the hard label."""
+        target = batch.get("target")
+        if target is not None:
+            return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One optimisation step."""
+        loss, logits, extra = self.training_loss(batch)
+        self.train_acc(logits.detach(), batch["label"])
+        size = len(batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
+        for name, value in extra.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        logits = self(batch["image"])
+        labels = batch["label"]
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), sync_dist=True, batch_size=len(labels))
+        preds = logits.argmax(1)
+        getattr(self, f"{stage}_metrics").update(preds, labels)
+        getattr(self, f"{stage}_class_metrics").update(preds, labels)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Accumulate validation metrics."""
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Accumulate test metrics."""
+        self._evaluate(batch, "test")
+
+    def _epoch_end(self, stage: str) -> None:
+        # compute() syncs across ranks: every rank must call it (not only rank zero).
+        scalars = {k: float(v) for k, v in getattr(self, f"{stage}_metrics").compute().items()}
+        per_class = getattr(self, f"{stage}_class_metrics").compute()
+        self.log_dict(scalars, prog_bar=stage == "val")
+        accs = per_class["per_class_acc"].tolist()
+        self.log_dict({f"{stage}/acc_{n}": a for n, a in zip(self.class_names, accs)})
+        self.results[stage] = {
+            **scalars,
+            "per_class_acc": dict(zip(self.class_names, accs)),
+            "support": dict(zip(self.class_names, per_class["confusion"].sum(1).tolist())),
+            "confusion_matrix": per_class["confusion"].tolist(),
+            "class_names": self.class_names,
+            "epoch": self.current_epoch,
+        }
+        getattr(self, f"{stage}_metrics").reset()
+        getattr(self, f"{stage}_class_metrics").reset()
+
+    def on_validation_epoch_end(self) -> None:
+        """Compute and log validation metrics."""
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Compute and log test metrics."""
+        self._epoch_end("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Class probabilities plus whatever identifies each input (path, face, box)."""
+        probs = self(batch["image"]).softmax(1)
+        out = {k: v for k, v in batch.items() if k not in ("image", "label", "landmarks", "target")}
+        out["probs"] = probs
+        return out
+
+    # --- optimisation -----------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups; biases and norm weights get no weight decay."""
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer and per-step scheduler from the config."""
+        hp = self.hparams
+        groups = self.parameter_groups()
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=True)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        if hp.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps,
+                                                        pct_start=hp.warmup_pct, anneal_strategy="cos")
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Parameter count of the model."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def inference_modules(self) -> list[nn.Module]:
+        """Modules used at inference (for parameter counts); default: the whole model."""
+        return [self]

@@ -1,0 +1,29 @@
+"""Image backbones as plain ``nn.Module`` feature extractors."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision import models
+
+from fer_zoo.weights import load_into
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+
+
+def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[nn.Module, int]:
+    """A torchvision ResNet without its classifier, returning pooled features.
+
+    Args:
+        name: ``resnet18``, ``resnet34`` or ``resnet50``.
+        weights: a weight spec for :func:`fer_zoo.weights.resolve` (None: random init).
+
+    Returns:
+        ``(module, feature_dim)``; the module maps ``(B, 3, H, W)`` to ``(B, feature_dim)``.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
+    net = getattr(models, name)(weights=None)
+    load_into(net, weights, option="model.weights")
+    dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, dim
