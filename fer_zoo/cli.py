@@ -58,6 +58,9 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="json")})
+                # The runs table should show each run's best epoch, not its last.
+                for key in ("val/acc", "val/mca", "val/f1_macro"):
+                    logger.experiment.define_metric(key, summary="max")
 
 
 class FerZooCLI(LightningCLI):
@@ -163,8 +166,12 @@ def main(args: ArgsType = None) -> None:
     from fer_zoo.models import FERTask
 
     defaults = str(Path(__file__).parent / "configs" / "trainer" / "default.yaml")
+    expanded = expand_aliases(argv)
+    if args is None:  # LightningCLI reads sys.argv itself; hand it the expanded aliases there
+        sys.argv = [sys.argv[0], *expanded]
     FerZooCLI(
-        FERTask, FERDataModule, subclass_mode_model=True, subclass_mode_data=True, args=expand_aliases(argv),
+        FERTask, FERDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        args=None if args is None else expanded,
         seed_everything_default=0, save_config_callback=LoggerSaveConfigCallback,
         save_config_kwargs={"overwrite": True, "config_filename": "lightning_config.yaml"},
         parser_kwargs={sub: {"default_config_files": [defaults]} for sub in ("fit", "validate", "test", "predict")},

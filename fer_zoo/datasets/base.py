@@ -136,7 +136,7 @@ class FERDataset(Dataset):
 
     def image(self, index: int) -> np.ndarray:
         """The stored image of sample ``index`` as ``(H, W, 3)`` uint8."""
-        image = np.asarray(self.images[self.rows[index]])
+        image = np.array(self.images[self.rows[index]])  # a writable copy of the memmap row
         return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""Shared fixtures: an offline, W&B-free environment and fake datasets in official layouts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import fakes
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+FERPLUS_REAL = SHARED / "ferplus"
+IN_THE_WILD = SHARED / "in_the_wild"
+
+# Set before any test imports wandb or a hub client.
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["FER_ZOO_OFFLINE"] = "1"
+
+needs_ferplus = pytest.mark.skipif(not (FERPLUS_REAL / "fer2013new.csv").exists(),
+                                   reason="../shared/data/ferplus is absent")
+needs_photos = pytest.mark.skipif(not IN_THE_WILD.is_dir(), reason="../shared/data/in_the_wild is absent")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.getbasetemp() / "fer_zoo_home"
+    monkeypatch.setenv("FER_ZOO_HOME", str(home))
+    monkeypatch.delenv("FER_ZOO_CACHE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+
+
+@pytest.fixture(scope="session")
+def ferplus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ferplus")
+    fakes.write_ferplus(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def rafdb_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rafdb")
+    fakes.write_rafdb(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def affectnet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("affectnet")
+    fakes.write_affectnet(root)
+    return root

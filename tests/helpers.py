@@ -1,0 +1,14 @@
+"""Test-only callbacks."""
+
+import lightning as L
+
+
+class InterruptAfterEpoch(L.Callback):
+    """Simulate Ctrl-C once training epoch ``epoch`` has finished (and its checkpoint was written)."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch + 1:
+            raise KeyboardInterrupt

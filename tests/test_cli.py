@@ -1,0 +1,123 @@
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_zoo.cli import expand_aliases, main
+from tests.conftest import IN_THE_WILD, REPO, needs_photos
+
+TINY = ["--data.num_train", "64", "--data.num_val", "32", "--data.num_test", "32", "--data.image_size", "32",
+        "--data.synth_size", "32", "--data.batch_size", "16", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
+
+
+def test_aliases_expand_to_packaged_configs():
+    out = expand_aliases(["fit", "--model", "baseline", "--data=synthetic", "--model", "fer_zoo.models.Baseline"])
+    assert out[2].endswith("configs/model/baseline.yaml") and out[4].endswith("configs/data/synthetic.yaml")
+    assert out[-1] == "fer_zoo.models.Baseline"
+
+
+def test_fast_dev_run(tmp_path):
+    main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.fast_dev_run", "true",
+          "--run_dir", str(tmp_path)])
+
+
+def test_print_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model", "baseline", "--data", "ferplus", "--print_config"])
+    assert exit_info.value.code in (0, None)
+    text = capsys.readouterr().out
+    assert "fer_zoo.models.Baseline" in text and "FERPlusDataModule" in text and "label_mode: majority" in text
+
+
+def test_bad_options_are_named(tmp_path, capsys):
+    with pytest.raises(ValueError, match="model.optimizer"):
+        main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--model.init_args.optimizer", "rmsprop",
+              "--trainer.fast_dev_run", "true", "--run_dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["fit", "--model", "baseline", "--data", "synthetic", "--data.no_such_option", "1"])
+    assert "no_such_option" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "2",
+          "--run_dir", str(run)])
+    return run
+
+
+def test_fit_writes_checkpoints_and_report(fitted):
+    report = json.loads((fitted / "fit_report.json").read_text())
+    assert report["best_model_path"].startswith(str(fitted / "checkpoints"))
+    assert report["epochs"] == 2 and report["params"] > 1e6 and report["train_img_per_s"] > 0
+    assert (fitted / "metrics.csv").exists() and (fitted / "lightning_config.yaml").exists()
+
+
+def test_test_from_checkpoint_and_resume(fitted, tmp_path):
+    report = json.loads((fitted / "fit_report.json").read_text())
+    main(["test", "--model", "baseline", "--data", "synthetic", *TINY, "--ckpt_path", report["best_model_path"],
+          "--run_dir", str(tmp_path / "test")])
+    test = json.loads((tmp_path / "test" / "test_report.json").read_text())
+    assert 0 <= test["test/acc"] <= 1 and len(test["confusion_matrix"]) == 7
+    assert sum(map(sum, test["confusion_matrix"])) == 32
+    assert (tmp_path / "test" / "test_per_class.csv").read_text().startswith("class,accuracy,support")
+
+
+def test_interrupted_fit_resumes_from_last_checkpoint(tmp_path):
+    args = ["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "2"]
+    try:
+        main([*args, "--trainer.callbacks+=tests.helpers.InterruptAfterEpoch", "--run_dir", str(tmp_path / "a")])
+    except SystemExit:
+        pass  # Lightning exits after a graceful KeyboardInterrupt shutdown
+    assert not (tmp_path / "a" / "fit_report.json").exists()
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    import torch
+
+    assert torch.load(last, weights_only=False)["epoch"] == 0
+    main([*args, "--ckpt_path", str(last), "--run_dir", str(tmp_path / "b")])
+    report = json.loads((tmp_path / "b" / "fit_report.json").read_text())
+    assert report["epochs"] == 2 and report["global_step"] == 8
+
+
+def test_predict_folder_writes_csv(fitted, tmp_path):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    report = json.loads((fitted / "fit_report.json").read_text())
+    main(["predict", "--model", "baseline", "--data", "folder", "--data.root", str(images), "--data.detect_faces",
+          "false", "--data.image_size", "32", "--ckpt_path", report["best_model_path"], "--trainer.accelerator", "cpu",
+          "--run_dir", str(tmp_path / "pred")])
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
+    assert len(rows) == 3 and rows[0]["prediction"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger",
+                                                        "neutral")
+    assert abs(sum(float(rows[0][k]) for k in rows[0] if k.startswith("p_")) - 1) < 1e-3
+
+
+@needs_photos
+def test_predict_real_photos_finds_every_face(fitted, tmp_path):
+    pytest.importorskip("mediapipe")
+    report = json.loads((fitted / "fit_report.json").read_text())
+    main(["predict", "--model", "baseline", "--data", "folder", "--data.root", str(IN_THE_WILD), "--data.image_size",
+          "32", "--ckpt_path", report["best_model_path"], "--trainer.accelerator", "cpu", "--run_dir", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / "predictions.csv")))
+    by_file = {}
+    for row in rows:
+        by_file.setdefault(row["path"].split("/")[-1], []).append(row)
+    assert len(by_file) == 6 and len(by_file["kids.jpg"]) >= 2
+    assert all(r["face_found"] == "True" for r in rows)
+
+
+@pytest.mark.ddp
+def test_ddp_two_cpu_processes(tmp_path):
+    cmd = [sys.executable, "-m", "fer_zoo", "fit", "--model", "baseline", "--data", "synthetic", *TINY,
+           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.max_epochs", "1",
+           "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--run_dir", str(tmp_path)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "fit_report.json").read_text())
+    assert report["world_size"] == 2
