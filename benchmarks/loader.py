@@ -24,8 +24,9 @@ from fer_zoo.transforms import FERTransform
 
 def loader_rate(dataset, workers: int, batches: int, batch_size: int = 64) -> float:
     """Images per second through a DataLoader (after one warm-up batch)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0
+    )
     it = iter(loader)
     next(it)
     start, n = time.perf_counter(), 0
@@ -62,18 +63,26 @@ def main() -> None:
         rows.append(("open train split, cache built (decode 25,057 PNGs)", f"{build:.1f} s", ""))
         rows.append(("open train split, cache reused", f"{reuse:.2f} s", f"{build / reuse:.0f}x faster"))
         rows.append(("read one image: decode PNG", f"{png_rate:,.0f} img/s", ""))
-        rows.append(("read one image: packed memmap row", f"{packed_rate:,.0f} img/s", f"{packed_rate / png_rate:.0f}x"))
+        rows.append(
+            ("read one image: packed memmap row", f"{packed_rate:,.0f} img/s", f"{packed_rate / png_rate:.0f}x")
+        )
         for augment, hflip in (("none", 0.0), ("standard", 0.5)):
             data.transform = FERTransform(64, augment, hflip)
             for workers in (0, 1, 2):
                 rate = loader_rate(data, workers, a.batches)
                 rows.append((f"DataLoader 64 px, augment={augment}, workers={workers}", f"{rate:,.0f} img/s", ""))
-    lines = ["# Loader throughput: FERPlus train split", "",
-             f"Command: `python -m benchmarks.loader {shlex.join(sys.argv[1:])}` on {os.cpu_count()} CPU cores, "
-             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}.", "",
-             "The packed cache is a uint8 memmap keyed by every source file's path, size and mtime.",
-             "For scale: a ResNet-18 training step at 64 px runs at ~75-117 img/s on these 2 cores.", "",
-             "| measurement | result | speed-up |", "|---|---|---|"]
+    lines = [
+        "# Loader throughput: FERPlus train split",
+        "",
+        f"Command: `python -m benchmarks.loader {shlex.join(sys.argv[1:])}` on {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}.",
+        "",
+        "The packed cache is a uint8 memmap keyed by every source file's path, size and mtime.",
+        "For scale: a ResNet-18 training step at 64 px runs at ~75-117 img/s on these 2 cores.",
+        "",
+        "| measurement | result | speed-up |",
+        "|---|---|---|",
+    ]
     lines += [f"| {a_} | {b} | {c} |" for a_, b, c in rows]
     text = "\n".join(lines) + "\n"
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -63,8 +63,13 @@ def run(cmd: list[str], log: Path) -> None:
     with open(log, "w") as handle:
         handle.write("$ " + shlex.join(cmd) + "\n")
         handle.flush()
-        code = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
-                               env={**os.environ, "FER_ZOO_RUN_STAMP": time.strftime("%Y%m%d-%H%M%S")})
+        code = subprocess.call(
+            cmd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "FER_ZOO_RUN_STAMP": time.strftime("%Y%m%d-%H%M%S")},
+        )
     if code != 0:
         tail = log.read_text().splitlines()[-25:]
         raise RuntimeError(f"command failed ({code}): {shlex.join(cmd)}\n" + "\n".join(tail))
@@ -75,7 +80,17 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     run_dir = Path(args.runs) / dataset / model / f"s{seed}"
     common = base_args(dataset, model, args.data_root) + override_args(args.override)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
-    fit_cmd = [sys.executable, "-m", "fer_zoo", "fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir)]
+    fit_cmd = [
+        sys.executable,
+        "-m",
+        "fer_zoo",
+        "fit",
+        *common,
+        "--seed_everything",
+        str(seed),
+        "--run_dir",
+        str(fit_dir),
+    ]
     if args.epochs:
         fit_cmd += ["--trainer.max_epochs", str(args.epochs)]
     if args.devices > 1:
@@ -87,33 +102,57 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
         run(fit_cmd, run_dir / "fit.log")
     fit = json.loads((fit_dir / "fit_report.json").read_text())
     best = fit["best_model_path"] or fit["last_model_path"]
-    test_cmd = [sys.executable, "-m", "fer_zoo", "test", *common, "--ckpt_path", best, "--run_dir", str(test_dir),
-                "--trainer.devices", "1", "--trainer.strategy", "auto"]
+    test_cmd = [
+        sys.executable,
+        "-m",
+        "fer_zoo",
+        "test",
+        *common,
+        "--ckpt_path",
+        best,
+        "--run_dir",
+        str(test_dir),
+        "--trainer.devices",
+        "1",
+        "--trainer.strategy",
+        "auto",
+    ]
     run(test_cmd, run_dir / "test.log")
     test = json.loads((test_dir / "test_report.json").read_text())
     publish(dataset, model, seed, fit_dir, test_dir, fit_cmd, test_cmd)
     return {
-        "dataset": dataset, "model": model, "seed": seed,
+        "dataset": dataset,
+        "model": model,
+        "seed": seed,
         **{m.split("/")[1]: test[m] for m in METRICS},
-        "best_val_acc": fit["best_score"], "best_epoch_ckpt": Path(best).name, "epochs": fit["epochs"],
-        "params_M": fit["params"] / 1e6, "train_img_per_s": fit["train_img_per_s"], "world_size": fit["world_size"],
+        "best_val_acc": fit["best_score"],
+        "best_epoch_ckpt": Path(best).name,
+        "epochs": fit["epochs"],
+        "params_M": fit["params"] / 1e6,
+        "train_img_per_s": fit["train_img_per_s"],
+        "world_size": fit["world_size"],
         "per_class_acc": test["per_class_acc"],
     }
 
 
-def publish(dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, fit_cmd: list[str],
-            test_cmd: list[str]) -> None:
+def publish(
+    dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, fit_cmd: list[str], test_cmd: list[str]
+) -> None:
     """Copy a run's curves, reports and commands under benchmarks/results/<dataset>/<model>/s<seed>/."""
     out = Path(RESULTS) / dataset / model / f"s{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    for src, name in ((fit_dir / "metrics.csv", "fit_metrics.csv"), (fit_dir / "fit_report.json", "fit_report.json"),
-                      (test_dir / "test_report.json", "test_report.json"),
-                      (test_dir / "test_per_class.csv", "test_per_class.csv"),
-                      (test_dir / "test_confusion_matrix.csv", "test_confusion_matrix.csv"),
-                      (fit_dir / "lightning_config.yaml", "config.yaml")):
+    for src, name in (
+        (fit_dir / "metrics.csv", "fit_metrics.csv"),
+        (fit_dir / "fit_report.json", "fit_report.json"),
+        (test_dir / "test_report.json", "test_report.json"),
+        (test_dir / "test_per_class.csv", "test_per_class.csv"),
+        (test_dir / "test_confusion_matrix.csv", "test_confusion_matrix.csv"),
+        (fit_dir / "lightning_config.yaml", "config.yaml"),
+    ):
         if src.exists():
             shutil.copy(src, out / name)
-    (out / "commands.sh").write_text("\n".join(shlex.join(c).replace(sys.executable, "python") for c in (fit_cmd, test_cmd)) + "\n")
+    portable = [shlex.join(c).replace(sys.executable, "python").replace(f"{ROOT}/", "") for c in (fit_cmd, test_cmd)]
+    (out / "commands.sh").write_text("# run from the repository root\n" + "\n".join(portable) + "\n")
     plot_curves(out / "fit_metrics.csv", out / "curves.png", f"{model} on {dataset} (seed {seed})")
 
 
@@ -149,23 +188,37 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
     out = Path(RESULTS)
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "per_class_acc"} for r in rows])
     frame.to_csv(out / f"{dataset}.csv", index=False, float_format="%.4f")
-    lines = [f"# Benchmark: {dataset}", "",
-             f"Command: `python -m benchmarks.run {shlex.join(argv)}` ({time.strftime('%Y-%m-%d')}, "
-             f"{os.cpu_count()} CPU cores{', ' + str(args.devices) + ' devices' if args.devices > 1 else ''}).", "",
-             "Protocol: select the checkpoint with the best validation accuracy; test it once in a separate "
-             "single-device run. OA = overall accuracy (micro), MCA = mean class accuracy (macro), "
-             "F1 = macro-F1; mean ± std over seeds.", "",
-             "| model | seeds | OA | MCA | macro-F1 | params (M) | train img/s |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Benchmark: {dataset}",
+        "",
+        f"Command: `python -m benchmarks.run {shlex.join(argv)}` ({time.strftime('%Y-%m-%d')}, "
+        f"{os.cpu_count()} CPU cores{', ' + str(args.devices) + ' devices' if args.devices > 1 else ''}).",
+        "",
+        "Protocol: select the checkpoint with the best validation accuracy; test it once in a separate "
+        "single-device run. OA = overall accuracy (micro), MCA = mean class accuracy (macro), "
+        "F1 = macro-F1; mean ± std over seeds.",
+        "",
+        "| model | seeds | OA | MCA | macro-F1 | params (M) | train img/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for model, group in frame.groupby("model", sort=False):
         fmt = lambda c: f"{100 * group[c].mean():.2f} ± {100 * group[c].std(ddof=0):.2f}"  # noqa: E731
-        lines.append(f"| {model} | {','.join(map(str, group['seed']))} | {fmt('acc')} | {fmt('mca')} | {fmt('f1_macro')} "
-                     f"| {group['params_M'].iloc[0]:.2f} | {group['train_img_per_s'].mean():.0f} |")
+        lines.append(
+            f"| {model} | {','.join(map(str, group['seed']))} | {fmt('acc')} | {fmt('mca')} | {fmt('f1_macro')} "
+            f"| {group['params_M'].iloc[0]:.2f} | {group['train_img_per_s'].mean():.0f} |"
+        )
     lines += ["", "Per-class test accuracy (%):", ""]
     names = list(rows[0]["per_class_acc"])
     lines += ["| model | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['seed']} | " + " | ".join(f"{100 * r['per_class_acc'][n]:.1f}" for n in names) + " |")
-    lines += ["", f"Per-run curves, reports, configs and commands: `benchmarks/results/{dataset}/<model>/s<seed>/`.", ""]
+        lines.append(
+            f"| {r['model']} | {r['seed']} | " + " | ".join(f"{100 * r['per_class_acc'][n]:.1f}" for n in names) + " |"
+        )
+    lines += [
+        "",
+        f"Per-run curves, reports, configs and commands: `benchmarks/results/{dataset}/<model>/s<seed>/`.",
+        "",
+    ]
     text = "\n".join(lines)
     (out / f"{dataset}.md").write_text(text)
     return text
@@ -173,6 +226,7 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run the benchmark."""
+    global RESULTS
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic", choices=[d for d in registry.list_datasets() if d != "folder"])
@@ -181,14 +235,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--devices", type=int, default=1, help="fit devices (DDP when > 1); test always uses 1")
     p.add_argument("--epochs", type=int, default=None, help="override max_epochs")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra CLI option for fit and test, e.g. data.num_train=500 (repeatable)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra CLI option for fit and test, e.g. data.num_train=500 (repeatable)",
+    )
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench"), help="where run folders go")
     p.add_argument("--results", default=str(RESULTS), help="where tables, curves and reports are written")
     args = p.parse_args(argv)
-    global RESULTS
     RESULTS = Path(args.results)
-    if args.dataset != "synthetic" and not args.data_root and not any((ROOT / "experiments" / args.dataset).glob("*.yaml")):
+    if (
+        args.dataset != "synthetic"
+        and not args.data_root
+        and not any((ROOT / "experiments" / args.dataset).glob("*.yaml"))
+    ):
         p.error(f"--data-root is required for {args.dataset}")
     models = registry.list_models() if args.models == "all" else args.models.split(",")
     rows = [fit_and_test(args.dataset, m, s, args) for m in models for s in args.seeds]

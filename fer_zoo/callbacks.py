@@ -34,12 +34,15 @@ class ThroughputMonitor(L.Callback):
         """Reset the warm-up counter."""
         self._batch = 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         """Start the clock."""
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         """Stop the clock and count the batch (times the number of ranks)."""
         self._batch += 1
         if self._batch > self.skip:
@@ -74,19 +77,24 @@ class RunReport(L.Callback):
         """Record the best checkpoint, its validation metrics, throughput and size."""
         ckpt = trainer.checkpoint_callback
         throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputMonitor)), None)
-        self._write("fit_report.json", {
-            "best_model_path": getattr(ckpt, "best_model_path", None) or None,
-            "last_model_path": getattr(ckpt, "last_model_path", None) or None,
-            "monitor": getattr(ckpt, "monitor", None),
-            "best_score": float(ckpt.best_model_score) if getattr(ckpt, "best_model_score", None) is not None else None,
-            "epochs": trainer.current_epoch,
-            "global_step": trainer.global_step,
-            "world_size": trainer.world_size,
-            "train_img_per_s": throughput.images_per_second if throughput else None,
-            "params": pl_module.num_parameters(),
-            "trainable_params": pl_module.num_parameters(trainable_only=True),
-            "last_val": getattr(pl_module, "results", {}).get("val"),
-        })
+        self._write(
+            "fit_report.json",
+            {
+                "best_model_path": getattr(ckpt, "best_model_path", None) or None,
+                "last_model_path": getattr(ckpt, "last_model_path", None) or None,
+                "monitor": getattr(ckpt, "monitor", None),
+                "best_score": float(ckpt.best_model_score)
+                if getattr(ckpt, "best_model_score", None) is not None
+                else None,
+                "epochs": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "world_size": trainer.world_size,
+                "train_img_per_s": throughput.images_per_second if throughput else None,
+                "params": pl_module.num_parameters(),
+                "trainable_params": pl_module.num_parameters(trainable_only=True),
+                "last_val": getattr(pl_module, "results", {}).get("val"),
+            },
+        )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the validation report when validating on its own (``fer-zoo validate``)."""
@@ -103,10 +111,15 @@ class RunReport(L.Callback):
         if result is None:
             return
         if trainer.world_size > 1:
-            result = {**result, "warning": "computed under DDP: the distributed sampler may repeat samples; "
-                                           "report test numbers from a single-device run"}
-        self._write(f"{stage}_report.json", {"stage": stage, "world_size": trainer.world_size,
-                                             "params": pl_module.num_parameters(), **result})
+            result = {
+                **result,
+                "warning": "computed under DDP: the distributed sampler may repeat samples; "
+                "report test numbers from a single-device run",
+            }
+        self._write(
+            f"{stage}_report.json",
+            {"stage": stage, "world_size": trainer.world_size, "params": pl_module.num_parameters(), **result},
+        )
         names = result["class_names"]
         with open(self.run_dir / f"{stage}_per_class.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -144,8 +157,9 @@ class PredictionCSVWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output = Path(output)
 
-    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any,
-                           batch_indices: Any) -> None:
+    def write_on_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
         """Gather the batches and write the CSV (rank zero)."""
         if trainer.global_rank != 0:
             return
@@ -153,8 +167,20 @@ class PredictionCSVWriter(BasePredictionWriter):
         self.output.parent.mkdir(parents=True, exist_ok=True)
         with open(self.output, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["path", "face", "box_x", "box_y", "box_w", "box_h", "face_found", "prediction",
-                             "confidence", *[f"p_{n}" for n in names]])
+            writer.writerow(
+                [
+                    "path",
+                    "face",
+                    "box_x",
+                    "box_y",
+                    "box_w",
+                    "box_h",
+                    "face_found",
+                    "prediction",
+                    "confidence",
+                    *[f"p_{n}" for n in names],
+                ]
+            )
             for batch in predictions:
                 probs = batch["probs"].float()
                 n = len(probs)
@@ -164,6 +190,15 @@ class PredictionCSVWriter(BasePredictionWriter):
                 found = batch.get("face_found", torch.ones(n, dtype=torch.bool))
                 for i in range(n):
                     k = int(probs[i].argmax())
-                    writer.writerow([paths[i], int(faces[i]), *[int(v) for v in boxes[i]], bool(found[i]), names[k],
-                                     f"{float(probs[i, k]):.4f}", *[f"{float(p):.4f}" for p in probs[i]]])
+                    writer.writerow(
+                        [
+                            paths[i],
+                            int(faces[i]),
+                            *[int(v) for v in boxes[i]],
+                            bool(found[i]),
+                            names[k],
+                            f"{float(probs[i, k]):.4f}",
+                            *[f"{float(p):.4f}" for p in probs[i]],
+                        ]
+                    )
         print(f"predictions written to {self.output}")

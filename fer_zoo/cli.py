@@ -70,26 +70,41 @@ class FerZooCLI(LightningCLI):
         """Link data properties into the model; add run-folder and W&B options."""
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
-        parser.add_argument("--run_dir", type=str | None, default=None,
-                            help="Run folder (default: runs/<dataset>-<model>/<time>[-<subcommand>]).")
-        parser.add_argument("--wandb", type=str, default="offline",
-                            help="W&B mode: offline (default; sync later with `wandb sync`), online or disabled.")
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="Run folder (default: runs/<dataset>-<model>/<time>[-<subcommand>]).",
+        )
+        parser.add_argument(
+            "--wandb",
+            type=str,
+            default="offline",
+            help="W&B mode: offline (default; sync later with `wandb sync`), online or disabled.",
+        )
         parser.add_argument("--wandb_project", type=str, default="fer-zoo", help="W&B project.")
-        parser.add_argument("--monitor", type=str, default="val/acc",
-                            help="Validation metric that selects the best checkpoint (val/acc, val/mca, val/f1_macro).")
+        parser.add_argument(
+            "--monitor",
+            type=str,
+            default="val/acc",
+            help="Validation metric that selects the best checkpoint (val/acc, val/mca, val/f1_macro).",
+        )
 
     def before_instantiate_classes(self) -> None:
-        """For predict from a checkpoint, take the class names from the checkpoint."""
+        """For predict from a checkpoint, take class names and input size from the checkpoint."""
         if self.subcommand != "predict":
             return
         config = self.config[self.subcommand]
-        data = config.get("data")
-        init = getattr(data, "init_args", None)
-        if init is not None and "class_names" in init and not init.class_names and config.get("ckpt_path"):
-            import torch
+        init = getattr(config.get("data"), "init_args", None)
+        if init is None or "class_names" not in init or not config.get("ckpt_path"):
+            return
+        import torch
 
-            hparams = torch.load(config.ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-            init.class_names = hparams.get("class_names")
+        checkpoint = torch.load(config.ckpt_path, map_location="cpu", weights_only=False)
+        if not init.class_names:
+            init.class_names = checkpoint.get("hyper_parameters", {}).get("class_names")
+        if init.get("image_size") is None:
+            init.image_size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Create the run folder, loggers and callbacks, then the trainer."""
@@ -109,19 +124,34 @@ class FerZooCLI(LightningCLI):
             if mode != "disabled" and config.get("wandb", "offline") != "disabled":
                 from lightning.pytorch.loggers import WandbLogger
 
-                loggers.append(WandbLogger(
-                    project=config.get("wandb_project", "fer-zoo"), save_dir=str(run_dir),
-                    name=f"{model}-{dataset}-s{seed}", group=f"{dataset}-{model}", job_type=sub,
-                    tags=[dataset, model, sub or "run"], offline=(mode == "offline"),
-                ))
+                loggers.append(
+                    WandbLogger(
+                        project=config.get("wandb_project", "fer-zoo"),
+                        save_dir=str(run_dir),
+                        name=f"{model}-{dataset}-s{seed}",
+                        group=f"{dataset}-{model}",
+                        job_type=sub,
+                        tags=[dataset, model, sub or "run"],
+                        offline=(mode == "offline"),
+                    )
+                )
             extra["logger"] = loggers
-        callbacks: list[Any] = [ThroughputMonitor(), RunReport(run_dir, {"dataset": dataset, "model": model,
-                                                                         "seed": seed, "subcommand": sub})]
+        callbacks: list[Any] = [
+            ThroughputMonitor(),
+            RunReport(run_dir, {"dataset": dataset, "model": model, "seed": seed, "subcommand": sub}),
+        ]
         if sub == "fit":
             monitor = config.get("monitor", "val/acc")
-            callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=monitor, mode="max",
-                                             save_last=True, auto_insert_metric_name=False,
-                                             filename="best-epoch{epoch:02d}-" + monitor.split("/")[-1] + "{" + monitor + ":.4f}"))
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=str(run_dir / "checkpoints"),
+                    monitor=monitor,
+                    mode="max",
+                    save_last=True,
+                    auto_insert_metric_name=False,
+                    filename="best-epoch{epoch:02d}-" + monitor.split("/")[-1] + "{" + monitor + ":.4f}",
+                )
+            )
             if extra.get("logger") or trainer_config.get("logger"):
                 callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         if sub == "predict":
@@ -142,8 +172,10 @@ def _synth(args: list[str]) -> None:
     p.add_argument("--num_test", type=int, default=1000)
     a = p.parse_args(args)
     root = write_rafdb_layout(a.out, a.seed, a.size, a.num_train, a.num_test)
-    print(f"wrote {a.num_train} train + {a.num_test} test synthetic faces in the RAF-DB layout to {root}; "
-          f"read it with: fer-zoo fit --model baseline --data rafdb --data.root {root}")
+    print(
+        f"wrote {a.num_train} train + {a.num_test} test synthetic faces in the RAF-DB layout to {root}; "
+        f"read it with: fer-zoo fit --model baseline --data rafdb --data.root {root}"
+    )
 
 
 def _list(args: list[str]) -> None:
@@ -170,9 +202,13 @@ def main(args: ArgsType = None) -> None:
     if args is None:  # LightningCLI reads sys.argv itself; hand it the expanded aliases there
         sys.argv = [sys.argv[0], *expanded]
     FerZooCLI(
-        FERTask, FERDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        FERTask,
+        FERDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
         args=None if args is None else expanded,
-        seed_everything_default=0, save_config_callback=LoggerSaveConfigCallback,
+        seed_everything_default=0,
+        save_config_callback=LoggerSaveConfigCallback,
         save_config_kwargs={"overwrite": True, "config_filename": "lightning_config.yaml"},
         parser_kwargs={sub: {"default_config_files": [defaults]} for sub in ("fit", "validate", "test", "predict")},
         auto_configure_optimizers=False,

@@ -27,9 +27,15 @@ FLIP_68 = _ibug68_flip()
 
 #: Named groups of the 68-point layout (image-left first).
 GROUPS_68 = {
-    "jaw": range(0, 17), "brow_right": range(17, 22), "brow_left": range(22, 27), "nose_bridge": range(27, 31),
-    "nose_base": range(31, 36), "eye_right": range(36, 42), "eye_left": range(42, 48),
-    "lip_outer": range(48, 60), "lip_inner": range(60, 68),
+    "jaw": range(0, 17),
+    "brow_right": range(17, 22),
+    "brow_left": range(22, 27),
+    "nose_bridge": range(27, 31),
+    "nose_base": range(31, 36),
+    "eye_right": range(36, 42),
+    "eye_left": range(42, 48),
+    "lip_outer": range(48, 60),
+    "lip_inner": range(60, 68),
 }
 
 

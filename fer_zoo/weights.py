@@ -38,10 +38,12 @@ class WeightEntry:
 
 #: Registered tags. These are ImageNet backbones from torchvision's public releases.
 REGISTRY: dict[str, WeightEntry] = {
-    "resnet18.tv_in1k": WeightEntry("https://download.pytorch.org/models/resnet18-f37072fd.pth",
-                                    "resnet18-f37072fd.pth", "f37072fd", "BSD-3-Clause"),
-    "resnet50.tv_in1k": WeightEntry("https://download.pytorch.org/models/resnet50-0676ba61.pth",
-                                    "resnet50-0676ba61.pth", "0676ba61", "BSD-3-Clause"),
+    "resnet18.tv_in1k": WeightEntry(
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth", "resnet18-f37072fd.pth", "f37072fd", "BSD-3-Clause"
+    ),
+    "resnet50.tv_in1k": WeightEntry(
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth", "resnet50-0676ba61.pth", "0676ba61", "BSD-3-Clause"
+    ),
 }
 
 
@@ -76,7 +78,7 @@ def resolve(spec: str | os.PathLike | None, option: str = "weights") -> Path | N
         return None
     text = str(spec)
     if text.startswith("local-dir:"):
-        folder = Path(text[len("local-dir:"):]).expanduser()
+        folder = Path(text[len("local-dir:") :]).expanduser()
         files = sorted(p for p in folder.glob("*") if p.suffix in WEIGHT_SUFFIXES) if folder.is_dir() else []
         if not files:
             raise WeightsNotFoundError(f"{option}={text}: no weight file ({', '.join(WEIGHT_SUFFIXES)}) in {folder}")
@@ -89,7 +91,8 @@ def resolve(spec: str | os.PathLike | None, option: str = "weights") -> Path | N
         if offline():
             raise WeightsNotFoundError(
                 f"{option}={text}: offline and {path} does not exist. Put the file there, or pass a local file with "
-                f"--{option}=/path/to/file or --{option}=local-dir:/folder (source: {entry.url})")
+                f"--{option}=/path/to/file or --{option}=local-dir:/folder (source: {entry.url})"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(entry.url, str(path), hash_prefix=None, progress=True)
         if entry.sha256_prefix and not _sha256(path).startswith(entry.sha256_prefix):
@@ -100,7 +103,8 @@ def resolve(spec: str | os.PathLike | None, option: str = "weights") -> Path | N
     if path.is_file():
         return path
     raise WeightsNotFoundError(
-        f"{option}={text}: not a file, not 'local-dir:<folder>', and not a registered tag ({sorted(REGISTRY)})")
+        f"{option}={text}: not a file, not 'local-dir:<folder>', and not a registered tag ({sorted(REGISTRY)})"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -127,8 +131,12 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_into(module: nn.Module, spec: str | os.PathLike | None, option: str = "weights",
-              strip_prefixes: tuple[str, ...] = ("module.", "model.", "backbone.", "encoder.")) -> list[str]:
+def load_into(
+    module: nn.Module,
+    spec: str | os.PathLike | None,
+    option: str = "weights",
+    strip_prefixes: tuple[str, ...] = ("module.", "model.", "backbone.", "encoder."),
+) -> list[str]:
     """Load weights from ``spec`` into ``module``, ignoring keys whose shape does not fit.
 
     Prefixes such as ``module.`` (DataParallel) are stripped until keys match. Heads of a
@@ -151,10 +159,12 @@ def load_into(module: nn.Module, spec: str | os.PathLike | None, option: str = "
             break
         for prefix in strip_prefixes:
             if all(k.startswith(prefix) for k in source):
-                source = {k[len(prefix):]: v for k, v in source.items()}
+                source = {k[len(prefix) :]: v for k, v in source.items()}
     fitting = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
     if not fitting:
-        raise ValueError(f"{option}={spec}: no parameter in {path} matches the model ({len(source)} keys, e.g. "
-                         f"{list(source)[:3]}; the model expects e.g. {list(target)[:3]})")
+        raise ValueError(
+            f"{option}={spec}: no parameter in {path} matches the model ({len(source)} keys, e.g. "
+            f"{list(source)[:3]}; the model expects e.g. {list(target)[:3]})"
+        )
     module.load_state_dict(fitting, strict=False)
     return [k for k in target if k not in fitting]

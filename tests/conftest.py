@@ -19,8 +19,9 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["FER_ZOO_OFFLINE"] = "1"
 
-needs_ferplus = pytest.mark.skipif(not (FERPLUS_REAL / "fer2013new.csv").exists(),
-                                   reason="../shared/data/ferplus is absent")
+needs_ferplus = pytest.mark.skipif(
+    not (FERPLUS_REAL / "fer2013new.csv").exists(), reason="../shared/data/ferplus is absent"
+)
 needs_photos = pytest.mark.skipif(not IN_THE_WILD.is_dir(), reason="../shared/data/in_the_wild is absent")
 
 

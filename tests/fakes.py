@@ -24,8 +24,11 @@ def write_ferplus(root: Path, per_split: int = 8) -> dict[str, int]:
     """
     rng = np.random.default_rng(0)
     rows, expected, index = [FERPLUS_HEADER], {}, 0
-    for usage, folder, split in (("Training", "FER2013Train", "train"), ("PublicTest", "FER2013Valid", "val"),
-                                 ("PrivateTest", "FER2013Test", "test")):
+    for usage, folder, split in (
+        ("Training", "FER2013Train", "train"),
+        ("PublicTest", "FER2013Valid", "val"),
+        ("PrivateTest", "FER2013Test", "test"),
+    ):
         labels = []
         for i in range(per_split):
             votes = [0] * 10

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fer_zoo.cli import expand_aliases, main
@@ -12,6 +13,17 @@ from tests.conftest import IN_THE_WILD, REPO, needs_photos
 
 TINY = ["--data.num_train", "64", "--data.num_val", "32", "--data.num_test", "32", "--data.image_size", "32",
         "--data.synth_size", "32", "--data.batch_size", "16", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
+CLASSES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+
+
+def baseline(subcommand, *args, data="synthetic"):
+    """Argument list of a baseline run on the tiny synthetic set (or ``data``)."""
+    tiny = TINY if data == "synthetic" else ["--trainer.accelerator", "cpu"]
+    return [subcommand, "--model", "baseline", "--data", data, *tiny, *args]
+
+
+def best_checkpoint(run_dir):
+    return json.loads((run_dir / "fit_report.json").read_text())["best_model_path"]
 
 
 def test_aliases_expand_to_packaged_configs():
@@ -21,8 +33,7 @@ def test_aliases_expand_to_packaged_configs():
 
 
 def test_fast_dev_run(tmp_path):
-    main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.fast_dev_run", "true",
-          "--run_dir", str(tmp_path)])
+    main(baseline("fit", "--trainer.fast_dev_run", "true", "--run_dir", str(tmp_path)))
 
 
 def test_print_config(capsys):
@@ -35,8 +46,8 @@ def test_print_config(capsys):
 
 def test_bad_options_are_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="model.optimizer"):
-        main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--model.init_args.optimizer", "rmsprop",
-              "--trainer.fast_dev_run", "true", "--run_dir", str(tmp_path)])
+        main(baseline("fit", "--model.init_args.optimizer", "rmsprop", "--trainer.fast_dev_run", "true",
+                      "--run_dir", str(tmp_path)))
     with pytest.raises(SystemExit):
         main(["fit", "--model", "baseline", "--data", "synthetic", "--data.no_such_option", "1"])
     assert "no_such_option" in capsys.readouterr().err
@@ -45,8 +56,7 @@ def test_bad_options_are_named(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "2",
-          "--run_dir", str(run)])
+    main(baseline("fit", "--trainer.max_epochs", "2", "--run_dir", str(run)))
     return run
 
 
@@ -57,67 +67,74 @@ def test_fit_writes_checkpoints_and_report(fitted):
     assert (fitted / "metrics.csv").exists() and (fitted / "lightning_config.yaml").exists()
 
 
-def test_test_from_checkpoint_and_resume(fitted, tmp_path):
-    report = json.loads((fitted / "fit_report.json").read_text())
-    main(["test", "--model", "baseline", "--data", "synthetic", *TINY, "--ckpt_path", report["best_model_path"],
-          "--run_dir", str(tmp_path / "test")])
-    test = json.loads((tmp_path / "test" / "test_report.json").read_text())
+def test_test_from_checkpoint(fitted, tmp_path):
+    main(baseline("test", "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path)))
+    test = json.loads((tmp_path / "test_report.json").read_text())
     assert 0 <= test["test/acc"] <= 1 and len(test["confusion_matrix"]) == 7
     assert sum(map(sum, test["confusion_matrix"])) == 32
-    assert (tmp_path / "test" / "test_per_class.csv").read_text().startswith("class,accuracy,support")
+    assert (tmp_path / "test_per_class.csv").read_text().startswith("class,accuracy,support")
 
 
 def test_interrupted_fit_resumes_from_last_checkpoint(tmp_path):
-    args = ["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "2"]
+    args = baseline("fit", "--trainer.max_epochs", "2")
     try:
         main([*args, "--trainer.callbacks+=tests.helpers.InterruptAfterEpoch", "--run_dir", str(tmp_path / "a")])
     except SystemExit:
         pass  # Lightning exits after a graceful KeyboardInterrupt shutdown
     assert not (tmp_path / "a" / "fit_report.json").exists()
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    import torch
-
     assert torch.load(last, weights_only=False)["epoch"] == 0
     main([*args, "--ckpt_path", str(last), "--run_dir", str(tmp_path / "b")])
     report = json.loads((tmp_path / "b" / "fit_report.json").read_text())
     assert report["epochs"] == 2 and report["global_step"] == 8
 
 
+def predictions(run_dir):
+    with open(run_dir / "predictions.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_predict_folder_writes_csv(fitted, tmp_path):
     images = tmp_path / "imgs"
     images.mkdir()
     for i in range(3):
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
-    report = json.loads((fitted / "fit_report.json").read_text())
-    main(["predict", "--model", "baseline", "--data", "folder", "--data.root", str(images), "--data.detect_faces",
-          "false", "--data.image_size", "32", "--ckpt_path", report["best_model_path"], "--trainer.accelerator", "cpu",
-          "--run_dir", str(tmp_path / "pred")])
-    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
-    assert len(rows) == 3 and rows[0]["prediction"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger",
-                                                        "neutral")
+        pixels = np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"{i}.png")
+    main(baseline("predict", "--data.root", str(images), "--data.detect_faces", "false", "--data.image_size", "32",
+                  "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path / "pred"), data="folder"))
+    rows = predictions(tmp_path / "pred")
+    assert len(rows) == 3 and rows[0]["prediction"] in CLASSES
     assert abs(sum(float(rows[0][k]) for k in rows[0] if k.startswith("p_")) - 1) < 1e-3
 
 
 @needs_photos
 def test_predict_real_photos_finds_every_face(fitted, tmp_path):
     pytest.importorskip("mediapipe")
-    report = json.loads((fitted / "fit_report.json").read_text())
-    main(["predict", "--model", "baseline", "--data", "folder", "--data.root", str(IN_THE_WILD), "--data.image_size",
-          "32", "--ckpt_path", report["best_model_path"], "--trainer.accelerator", "cpu", "--run_dir", str(tmp_path)])
-    rows = list(csv.DictReader(open(tmp_path / "predictions.csv")))
+    # No --data.image_size: the training input size (32) comes from the checkpoint.
+    main(baseline("predict", "--data.root", str(IN_THE_WILD), "--ckpt_path", best_checkpoint(fitted),
+                  "--run_dir", str(tmp_path), data="folder"))
     by_file = {}
-    for row in rows:
+    for row in predictions(tmp_path):
         by_file.setdefault(row["path"].split("/")[-1], []).append(row)
     assert len(by_file) == 6 and len(by_file["kids.jpg"]) >= 2
-    assert all(r["face_found"] == "True" for r in rows)
+    assert all(r["face_found"] == "True" for rows in by_file.values() for r in rows)
+
+
+def test_wandb_offline_run_has_config_and_test_tables(fitted, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    main(baseline("test", "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path)))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    blob = next(runs[0].glob("*.wandb")).read_bytes()
+    assert b"test/per_class" in blob and b"test/confusion_matrix" in blob and b"synthetic-baseline" in blob
 
 
 @pytest.mark.ddp
 def test_ddp_two_cpu_processes(tmp_path):
-    cmd = [sys.executable, "-m", "fer_zoo", "fit", "--model", "baseline", "--data", "synthetic", *TINY,
-           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.max_epochs", "1",
-           "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--run_dir", str(tmp_path)]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "fer_zoo", *baseline("fit", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                                                      "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                                                      "--trainer.limit_val_batches", "1", "--run_dir", str(tmp_path))]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "fit_report.json").read_text())
     assert report["world_size"] == 2

@@ -4,5 +4,11 @@ from fer_zoo.datamodules.base import FERDataModule
 from fer_zoo.datamodules.datasets import AffectNetDataModule, FERPlusDataModule, RAFDBDataModule, SyntheticDataModule
 from fer_zoo.datamodules.folder import FolderDataModule
 
-__all__ = ["FERDataModule", "SyntheticDataModule", "FERPlusDataModule", "RAFDBDataModule", "AffectNetDataModule",
-           "FolderDataModule"]
+__all__ = [
+    "FERDataModule",
+    "SyntheticDataModule",
+    "FERPlusDataModule",
+    "RAFDBDataModule",
+    "AffectNetDataModule",
+    "FolderDataModule",
+]

@@ -59,6 +59,8 @@ class FERDataModule(L.LightningDataModule):
             skip_corrupt: skip and count unreadable images instead of stopping at the first.
         """
         super().__init__()
+        # Stored in checkpoints, so `fer-zoo predict` can reuse the training input size.
+        self.save_hyperparameters()
         if sampler not in SAMPLERS:
             raise ValueError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
         if augment not in AUGMENTATIONS:
@@ -86,10 +88,6 @@ class FERDataModule(L.LightningDataModule):
         """Build the dataset of ``split`` (train, val or test) with ``transform``."""
         raise NotImplementedError
 
-    def common_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments every packed dataset takes."""
-        return {"cache_dir": self.cache_dir, "skip_corrupt": self.skip_corrupt}
-
     def transform(self, train: bool) -> FERTransform:
         """The sample transform of a training or an evaluation split."""
         if train:
@@ -106,7 +104,9 @@ class FERDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the splits a stage needs."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
+            stage or "", ("train", "val", "test")
+        )
         for split in splits:
             self.dataset(split)
 
@@ -120,9 +120,14 @@ class FERDataModule(L.LightningDataModule):
             epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
             sampler = ProgressivelyBalancedSampler(data.labels, self.num_classes, epochs, seed, epoch_fn)
         return DataLoader(
-            data, batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None, sampler=sampler, drop_last=train and len(data) > self.batch_size,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=False,
+            data,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=train and len(data) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -14,10 +14,33 @@ from fer_zoo.datasets.synthetic import SyntheticFER
 from fer_zoo.transforms import FERTransform
 
 
-def _require_root(name: str, root: str | None) -> Path:
-    if not root:
-        raise ValueError(f"{name}: no dataset root given; pass --data.root PATH (the folder in the official layout)")
-    return Path(root).expanduser()
+class _OnDiskDataModule(FERDataModule):
+    """A dataset read from ``root``: subclasses name the dataset class and its options."""
+
+    dataset_class: type[FERDataset]
+
+    def __init__(self, root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Dataset-specific keyword arguments."""
+        return {}
+
+    def make_dataset(self, split: str, transform: FERTransform) -> FERDataset:
+        """Read ``split`` from ``root``."""
+        if not self.root:
+            raise ValueError(
+                f"{self.dataset_name}: no dataset root given; pass --data.root PATH (the folder in the official layout)"
+            )
+        return self.dataset_class(
+            Path(self.root).expanduser(),
+            split,
+            transform=transform,
+            cache_dir=self.cache_dir,
+            skip_corrupt=self.skip_corrupt,
+            **self.dataset_options(),
+        )
 
 
 class SyntheticDataModule(FERDataModule):
@@ -25,8 +48,15 @@ class SyntheticDataModule(FERDataModule):
 
     dataset_name = "synthetic"
 
-    def __init__(self, num_train: int = 4000, num_val: int = 1000, num_test: int = 1000, synth_size: int = 64,
-                 seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_train: int = 4000,
+        num_val: int = 1000,
+        num_test: int = 1000,
+        synth_size: int = 64,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         """Configure the synthetic set.
 
         Args:
@@ -43,17 +73,24 @@ class SyntheticDataModule(FERDataModule):
 
     def make_dataset(self, split: str, transform: FERTransform) -> FERDataset:
         """Generate ``split`` in memory."""
-        return SyntheticFER(split=split, num_samples=self.sizes[split], image_size=self.synth_size, seed=self.seed,
-                            transform=transform)
+        return SyntheticFER(
+            split=split,
+            num_samples=self.sizes[split],
+            image_size=self.synth_size,
+            seed=self.seed,
+            transform=transform,
+        )
 
 
-class FERPlusDataModule(FERDataModule):
+class FERPlusDataModule(_OnDiskDataModule):
     """FERPlus in its official layout (8 classes, FERPlus order)."""
 
     dataset_name = "ferplus"
+    dataset_class = FERPlus
 
-    def __init__(self, root: str | None = None, label_mode: str = "majority", votes: str = "fer2013new",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, root: str | None = None, label_mode: str = "majority", votes: str = "fer2013new", **kwargs: Any
+    ) -> None:
         """Configure FERPlus.
 
         Args:
@@ -62,19 +99,19 @@ class FERPlusDataModule(FERDataModule):
             votes: vote source: ``fer2013new`` or ``label_csv``.
             **kwargs: :class:`FERDataModule` options.
         """
-        super().__init__(**kwargs)
-        self.root, self.label_mode, self.votes = root, label_mode, votes
+        super().__init__(root, **kwargs)
+        self.label_mode, self.votes = label_mode, votes
 
-    def make_dataset(self, split: str, transform: FERTransform) -> FERDataset:
-        """Read ``split``."""
-        return FERPlus(_require_root("ferplus", self.root), split, label_mode=self.label_mode, votes=self.votes,
-                       transform=transform, **self.common_kwargs())
+    def dataset_options(self) -> dict[str, Any]:
+        """Label mode and vote source."""
+        return {"label_mode": self.label_mode, "votes": self.votes}
 
 
-class RAFDBDataModule(FERDataModule):
+class RAFDBDataModule(_OnDiskDataModule):
     """RAF-DB basic in its official layout (7 classes; validation held out of train)."""
 
     dataset_name = "rafdb"
+    dataset_class = RAFDB
 
     def __init__(self, root: str | None = None, val_fraction: float = 0.1, split_seed: int = 0, **kwargs: Any) -> None:
         """Configure RAF-DB.
@@ -85,20 +122,22 @@ class RAFDBDataModule(FERDataModule):
             split_seed: seed of the hold-out.
             **kwargs: :class:`FERDataModule` options.
         """
-        super().__init__(**kwargs)
-        self.root, self.val_fraction, self.split_seed = root, val_fraction, split_seed
+        super().__init__(root, **kwargs)
+        self.val_fraction, self.split_seed = val_fraction, split_seed
 
-    def make_dataset(self, split: str, transform: FERTransform) -> FERDataset:
-        """Read ``split``."""
-        return RAFDB(_require_root("rafdb", self.root), split, val_fraction=self.val_fraction,
-                     split_seed=self.split_seed, transform=transform, **self.common_kwargs())
+    def dataset_options(self) -> dict[str, Any]:
+        """The validation hold-out."""
+        return {"val_fraction": self.val_fraction, "split_seed": self.split_seed}
 
 
-class AffectNetDataModule(FERDataModule):
+class AffectNetDataModule(RAFDBDataModule):
     """AffectNet, 7- or 8-class protocol (its validation set is the test split)."""
 
-    def __init__(self, root: str | None = None, protocol: int = 8, val_fraction: float = 0.05, split_seed: int = 0,
-                 **kwargs: Any) -> None:
+    dataset_class = AffectNet
+
+    def __init__(
+        self, root: str | None = None, protocol: int = 8, val_fraction: float = 0.05, split_seed: int = 0, **kwargs: Any
+    ) -> None:
         """Configure AffectNet.
 
         Args:
@@ -108,15 +147,12 @@ class AffectNetDataModule(FERDataModule):
             split_seed: seed of the hold-out.
             **kwargs: :class:`FERDataModule` options.
         """
-        super().__init__(**kwargs)
+        super().__init__(root, val_fraction, split_seed, **kwargs)
         if protocol not in (7, 8):
             raise ValueError(f"data.protocol must be 7 or 8 for AffectNet, got {protocol}")
         self.dataset_name = f"affectnet{protocol}"
-        self.root, self.protocol = root, protocol
-        self.val_fraction, self.split_seed = val_fraction, split_seed
+        self.protocol = protocol
 
-    def make_dataset(self, split: str, transform: FERTransform) -> FERDataset:
-        """Read ``split``."""
-        return AffectNet(_require_root("affectnet", self.root), split, num_classes=self.protocol,
-                         val_fraction=self.val_fraction, split_seed=self.split_seed, transform=transform,
-                         **self.common_kwargs())
+    def dataset_options(self) -> dict[str, Any]:
+        """The protocol and the validation hold-out."""
+        return {**super().dataset_options(), "num_classes": self.protocol}

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def detect_faces(image: np.ndarray, min_confidence: float = 0.5, margin: float = 0.25) -> list[tuple[int, int, int, int]]:
+def detect_faces(
+    image: np.ndarray, min_confidence: float = 0.5, margin: float = 0.25
+) -> list[tuple[int, int, int, int]]:
     """Find faces with MediaPipe's bundled short/full-range face detector.
 
     Args:
@@ -36,7 +38,9 @@ def detect_faces(image: np.ndarray, min_confidence: float = 0.5, margin: float =
     h, w = image.shape[:2]
     boxes = []
     for model in (1, 0):  # full range first (group photos), then short range (close-ups)
-        with mp.solutions.face_detection.FaceDetection(model_selection=model, min_detection_confidence=min_confidence) as det:
+        with mp.solutions.face_detection.FaceDetection(
+            model_selection=model, min_detection_confidence=min_confidence
+        ) as det:
             result = det.process(image)
         for d in result.detections or []:
             b = d.location_data.relative_bounding_box
@@ -61,7 +65,9 @@ class FolderImages(Dataset):
         root = Path(root).expanduser()
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise DatasetNotFoundError("folder", root, root / "*.jpg", "  a folder of .jpg/.png images (or one image file)")
+            raise DatasetNotFoundError(
+                "folder", root, root / "*.jpg", "  a folder of .jpg/.png images (or one image file)"
+            )
         self.transform, self.items = transform, []
         for path in files:
             image = self.read(path)
@@ -96,17 +102,24 @@ class FolderImages(Dataset):
 class FolderDataModule(FERDataModule):
     """Images from a folder, for ``fer-zoo predict``; class names come from the checkpoint."""
 
-    def __init__(self, root: str | None = None, detect_faces: bool = True, class_names: list[str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | None = None,
+        detect_faces: bool = True,
+        class_names: list[str] | None = None,
+        image_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Configure prediction inputs.
 
         Args:
             root: a folder of images (searched recursively) or one image file.
             detect_faces: crop every face found by MediaPipe's face detector (else the whole image).
             class_names: the model's classes; the CLI fills them from ``--ckpt_path``.
-            **kwargs: :class:`FERDataModule` options (``image_size`` must match the model's training).
+            image_size: model input side; None takes the training size stored in ``--ckpt_path`` (else 64).
+            **kwargs: :class:`FERDataModule` options.
         """
-        super().__init__(**kwargs)
+        super().__init__(image_size=image_size or 64, **kwargs)
         self.root, self.detect, self._class_names = root, detect_faces, class_names
 
     @property

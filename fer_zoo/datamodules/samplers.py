@@ -30,8 +30,14 @@ class ProgressivelyBalancedSampler(Sampler[int]):
     ``len(labels)`` per epoch, seeded by ``(seed, epoch)`` so all DDP ranks agree.
     """
 
-    def __init__(self, labels: np.ndarray, num_classes: int, total_epochs: int = 0, seed: int = 0,
-                 epoch_fn: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        labels: np.ndarray,
+        num_classes: int,
+        total_epochs: int = 0,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] | None = None,
+    ) -> None:
         """Configure the sampler.
 
         Args:

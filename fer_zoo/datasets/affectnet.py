@@ -14,8 +14,17 @@ from fer_zoo.datasets.errors import DatasetNotFoundError, LabelError
 LISTS = Path("Manually_Annotated_file_lists")
 IMAGES = Path("Manually_Annotated_Images")
 CSV_FILES = {"train": "training.csv", "test": "validation.csv"}
-COLUMNS = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
-           "expression", "valence", "arousal"]
+COLUMNS = [
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+]
 LAYOUT = """  <root>/Manually_Annotated_file_lists/training.csv, validation.csv
       (header: subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal)
   <root>/Manually_Annotated_Images/<subdir>/<file>.jpg"""
@@ -57,8 +66,15 @@ class AffectNet(FERDataset):
     name = "affectnet8"
     cache_size = (112, 112)
 
-    def __init__(self, root: str | Path, split: str = "train", num_classes: int = 8, val_fraction: float = 0.05,
-                 split_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_classes: int = 8,
+        val_fraction: float = 0.05,
+        split_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         """Read AffectNet.
 
         Args:
@@ -90,7 +106,9 @@ class AffectNet(FERDataset):
         bad = expression.isna() | (expression < 0) | (expression > 10) | (expression != expression.round())
         if bad.any():
             row = table[bad].iloc[0]
-            raise LabelError(csv_path, int(row["line"]), f"unknown expression id {row['expression']!r} (expected 0..10)")
+            raise LabelError(
+                csv_path, int(row["line"]), f"unknown expression id {row['expression']!r} (expected 0..10)"
+            )
         summary = {f"dropped_expression_{i}": int((expression == i).sum()) for i in (8, 9, 10)}
         keep = expression < 8
         summary["dropped_negative_face_width"] = int((keep & (table["face_width"] < 0)).sum())
@@ -102,8 +120,11 @@ class AffectNet(FERDataset):
 
         boxes = table[["face_x", "face_y", "face_width", "face_height"]].to_numpy(dtype=np.float32)
         size = np.array(self.cache_size[::-1], dtype=np.float32)  # (w, h)
-        landmarks = np.stack([parse_landmarks(t, csv_path, int(n)) for t, n in
-                              zip(table["facial_landmarks"], table["line"])]) if len(table) else np.zeros((0, 68, 2))
+        landmarks = (
+            np.stack([parse_landmarks(t, csv_path, int(n)) for t, n in zip(table["facial_landmarks"], table["line"])])
+            if len(table)
+            else np.zeros((0, 68, 2))
+        )
         landmarks = (landmarks - boxes[:, None, :2]) * (size / np.maximum(boxes[:, 2:], 1.0))[:, None, :]
         files = [self.root / IMAGES / p for p in table["subDirectory_filePath"]]
         manifest = Manifest(files, labels, landmarks=landmarks.astype(np.float32), boxes=boxes, summary=summary)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +44,14 @@ class Manifest:
         """Return the rows in ``keep`` (indices or a boolean mask)."""
         keep = np.flatnonzero(keep) if keep.dtype == bool else keep
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
-        return Manifest([self.files[i] for i in keep], self.labels[keep], pick(self.targets),
-                        pick(self.landmarks), pick(self.boxes), dict(self.summary))
+        return Manifest(
+            [self.files[i] for i in keep],
+            self.labels[keep],
+            pick(self.targets),
+            pick(self.landmarks),
+            pick(self.boxes),
+            dict(self.summary),
+        )
 
 
 def holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -103,13 +110,21 @@ class FERDataset(Dataset):
         manifest = self.load_manifest(split)
         if len(manifest.files) == 0:
             raise ValueError(f"{self.name}: split {split!r} under {self.root} has no samples")
-        packed = PackedImages.build(manifest.files, self.cache_size, self.cache_channels, manifest.boxes,
-                                    cache_dir=cache_dir, name=f"{self.name}-{split}", skip_bad=skip_corrupt)
+        packed = PackedImages.build(
+            manifest.files,
+            self.cache_size,
+            self.cache_channels,
+            manifest.boxes,
+            cache_dir=cache_dir,
+            name=f"{self.name}-{split}",
+            skip_bad=skip_corrupt,
+        )
         manifest.summary["unreadable_images"] = len(packed.bad)
         self.unreadable = [str(manifest.files[i]) for i in packed.bad]
         if packed.bad:
-            log.warning("%s/%s: skipped %d unreadable image(s), e.g. %s", self.name, split, len(packed.bad),
-                        self.unreadable[:3])
+            log.warning(
+                "%s/%s: skipped %d unreadable image(s), e.g. %s", self.name, split, len(packed.bad), self.unreadable[:3]
+            )
         keep = np.setdiff1d(np.arange(len(manifest.files)), packed.bad)
         self.rows = keep  # rows of the packed array that are served, in sample order
         self.images = packed.array
@@ -141,8 +156,7 @@ class FERDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return the sample dict of ``index``, transformed."""
-        sample: dict[str, Any] = {"image": self.image(index), "label": int(self.manifest.labels[index]),
-                                  "index": index}
+        sample: dict[str, Any] = {"image": self.image(index), "label": int(self.manifest.labels[index]), "index": index}
         if self.manifest.targets is not None:
             sample["target"] = self.manifest.targets[index]
         if self.manifest.landmarks is not None:

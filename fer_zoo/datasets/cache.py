@@ -122,8 +122,14 @@ class PackedImages:
             CorruptImageError: naming the first unreadable file, unless ``skip_bad``.
         """
         files = [Path(f) for f in files]
-        params = {"size": list(size), "channels": channels, "n": len(files),
-                  "boxes": hashlib.sha1(np.asarray(boxes, dtype=np.float64).tobytes()).hexdigest() if boxes is not None else None}
+        params = {
+            "size": list(size),
+            "channels": channels,
+            "n": len(files),
+            "boxes": hashlib.sha1(np.asarray(boxes, dtype=np.float64).tobytes()).hexdigest()
+            if boxes is not None
+            else None,
+        }
         directory = Path(cache_dir) if cache_dir else default_cache_dir()
         key = _cache_key(files, params)
         path = directory / f"{name}-{key}.u8"
@@ -156,12 +162,14 @@ class PackedImages:
         try:
             with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
                 bad = [i for i in pool.map(work, range(len(files)), chunksize=256) if i is not None]
-            array.flush()
-            del array
+            array.flush()  # the mapping stays valid across the rename (same inode)
             os.replace(tmp, path)
         finally:
             if tmp.exists():
                 tmp.unlink()
-        meta_path.write_text(json.dumps({"files": len(files), "shape": shape, "bad": bad,
-                                         "bad_files": [str(files[i]) for i in bad]}, indent=1))
+        meta_path.write_text(
+            json.dumps(
+                {"files": len(files), "shape": shape, "bad": bad, "bad_files": [str(files[i]) for i in bad]}, indent=1
+            )
+        )
         return cls(np.memmap(path, dtype=np.uint8, mode="r", shape=shape), bad, path)

@@ -151,8 +151,14 @@ class FERPlus(FERDataset):
     cache_size = (48, 48)
     cache_channels = 1
 
-    def __init__(self, root: str | Path, split: str = "train", label_mode: str = "majority",
-                 votes: str = "fer2013new", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        label_mode: str = "majority",
+        votes: str = "fer2013new",
+        **kwargs: Any,
+    ) -> None:
         """Read FERPlus.
 
         Args:

@@ -58,8 +58,9 @@ class RAFDB(FERDataset):
     cache_size = (100, 100)
     num_classes = 7
 
-    def __init__(self, root: str | Path, split: str = "train", val_fraction: float = 0.1, split_seed: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", val_fraction: float = 0.1, split_seed: int = 0, **kwargs: Any
+    ) -> None:
         """Read RAF-DB.
 
         Args:

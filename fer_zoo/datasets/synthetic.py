@@ -15,8 +15,9 @@ synth --out DIR`` writes the set in the RAF-DB layout so the real RAF-DB loader 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,8 +28,18 @@ from fer_zoo.labels import class_names
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 # Action order: inner brow raise, outer brow raise, brow lower, brow knit, eye open (+wide / -squint),
 # lip-corner pull (+up / -down), mouth open, mouth stretch (+wide / -narrow), lip press, upper-lip raise.
-ACTIONS = ("inner_raise", "outer_raise", "brow_lower", "brow_knit", "eye_open", "smile", "mouth_open",
-           "stretch", "lip_press", "upper_lip_raise")
+ACTIONS = (
+    "inner_raise",
+    "outer_raise",
+    "brow_lower",
+    "brow_knit",
+    "eye_open",
+    "smile",
+    "mouth_open",
+    "stretch",
+    "lip_press",
+    "upper_lip_raise",
+)
 PROTOTYPES = {
     "neutral": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     "happiness": [0, 0.1, 0, 0, -0.35, 1.0, 0.35, 0.35, 0, 0],
@@ -39,8 +50,9 @@ PROTOTYPES = {
     "disgust": [0, 0, 0.55, 0.4, -0.45, -0.35, 0.15, 0.05, 0, 1.0],
 }
 # How far forward each landmark sits (nose tip most), used to fake yaw and pitch.
-DEPTH = np.concatenate([np.zeros(17), np.full(10, 0.35), [0.5, 0.7, 0.85, 1.0], np.full(5, 0.75),
-                        np.full(12, 0.3), np.full(20, 0.45)])
+DEPTH = np.concatenate(
+    [np.zeros(17), np.full(10, 0.35), [0.5, 0.7, 0.85, 1.0], np.full(5, 0.75), np.full(12, 0.3), np.full(20, 0.45)]
+)
 
 
 def face_landmarks(identity: dict[str, float], actions: np.ndarray) -> np.ndarray:
@@ -73,16 +85,25 @@ def face_landmarks(identity: dict[str, float], actions: np.ndarray) -> np.ndarra
     pts[27:31, 1] = np.linspace(identity["eye_y"], nose_y - 0.06, 4)
     lift = 0.035 * max(upper_raise, 0.0)
     nw = identity["nose_w"]
-    pts[31:36] = np.stack([np.array([-1, -0.5, 0, 0.5, 1]) * nw,
-                           nose_y - lift + np.array([0, 0.02, 0.035, 0.02, 0])], 1)
+    pts[31:36] = np.stack(
+        [np.array([-1, -0.5, 0, 0.5, 1]) * nw, nose_y - lift + np.array([0, 0.02, 0.035, 0.02, 0])], 1
+    )
     # Eyes: 36..41 image left (outer corner first), 42..47 image right (inner corner first).
     ew, ey, ex = identity["eye_w"], identity["eye_y"], identity["eye_x"]
     eh = identity["eye_h"] * np.clip(1 + 0.8 * eye_open - 0.25 * brow_lower, 0.15, 2.2)
     unit = np.array([[-0.5, 0], [-1 / 6, -1], [1 / 6, -1], [0.5, 0], [1 / 6, 0.75], [-1 / 6, 0.75]])
     eye = unit * [ew, eh]
     pts[36:42] = eye + [-ex, ey]
-    pts[42:48] = np.array([[ex - ew / 2, ey], [ex - ew / 6, ey - eh], [ex + ew / 6, ey - eh], [ex + ew / 2, ey],
-                           [ex + ew / 6, ey + 0.75 * eh], [ex - ew / 6, ey + 0.75 * eh]])
+    pts[42:48] = np.array(
+        [
+            [ex - ew / 2, ey],
+            [ex - ew / 6, ey - eh],
+            [ex + ew / 6, ey - eh],
+            [ex + ew / 2, ey],
+            [ex + ew / 6, ey + 0.75 * eh],
+            [ex - ew / 6, ey + 0.75 * eh],
+        ]
+    )
     # Mouth: outer lip 48..59, inner lip 60..67.
     half = identity["mouth_w"] / 2 * (1 + 0.3 * stretch) * (1 - 0.15 * max(press, 0))
     my = identity["mouth_y"]
@@ -94,7 +115,7 @@ def face_landmarks(identity: dict[str, float], actions: np.ndarray) -> np.ndarra
     outer_up = np.stack([ux * half, upper_top + 0.3 * lip * np.abs(ux) ** 2 + curve(ux)], 1)
     outer_up[3, 1] += 0.012  # cupid's bow
     lx = np.array([0.6, 0.25, 0, -0.25, -0.6])
-    outer_lo = np.stack([lx * half, my + gap + lip * (1 - 0.6 * lx ** 2) + curve(lx)], 1)
+    outer_lo = np.stack([lx * half, my + gap + lip * (1 - 0.6 * lx**2) + curve(lx)], 1)
     pts[48:55] = outer_up
     pts[55:60] = outer_lo
     ix = np.array([-0.85, -0.3, 0, 0.3, 0.85])
@@ -111,19 +132,35 @@ def sample_identity(rng: np.random.Generator) -> dict[str, Any]:
     u = rng.uniform
     skin = np.array([u(120, 245), u(85, 200), u(60, 170)])
     return {
-        "face_w": u(0.6, 0.76), "face_h": u(0.78, 0.95), "chin": u(0.7, 1.4),
-        "brow_in": u(0.08, 0.15), "brow_out": u(0.48, 0.6), "brow_y": u(-0.42, -0.33), "brow_arch": u(0.02, 0.07),
-        "brow_thick": u(0.025, 0.06), "eye_x": u(0.24, 0.34), "eye_y": u(-0.24, -0.16), "eye_w": u(0.17, 0.25),
-        "eye_h": u(0.045, 0.075), "nose_y": u(0.12, 0.24), "nose_w": u(0.09, 0.15), "mouth_y": u(0.44, 0.55),
-        "mouth_w": u(0.34, 0.5), "lip": u(0.025, 0.055),
-        "skin": skin, "lip_colour": skin * np.array([u(0.65, 0.9), u(0.35, 0.6), u(0.4, 0.65)]),
-        "iris": np.array([u(20, 110), u(20, 90), u(10, 70)]), "hair": np.array([u(10, 120)] * 3) * [1, u(0.7, 1), u(0.5, 1)],
-        "has_hair": u() < 0.8, "quirk": rng.normal(0, 0.12, len(ACTIONS)),
+        "face_w": u(0.6, 0.76),
+        "face_h": u(0.78, 0.95),
+        "chin": u(0.7, 1.4),
+        "brow_in": u(0.08, 0.15),
+        "brow_out": u(0.48, 0.6),
+        "brow_y": u(-0.42, -0.33),
+        "brow_arch": u(0.02, 0.07),
+        "brow_thick": u(0.025, 0.06),
+        "eye_x": u(0.24, 0.34),
+        "eye_y": u(-0.24, -0.16),
+        "eye_w": u(0.17, 0.25),
+        "eye_h": u(0.045, 0.075),
+        "nose_y": u(0.12, 0.24),
+        "nose_w": u(0.09, 0.15),
+        "mouth_y": u(0.44, 0.55),
+        "mouth_w": u(0.34, 0.5),
+        "lip": u(0.025, 0.055),
+        "skin": skin,
+        "lip_colour": skin * np.array([u(0.65, 0.9), u(0.35, 0.6), u(0.4, 0.65)]),
+        "iris": np.array([u(20, 110), u(20, 90), u(10, 70)]),
+        "hair": np.array([u(10, 120)] * 3) * [1, u(0.7, 1), u(0.5, 1)],
+        "has_hair": u() < 0.8,
+        "quirk": rng.normal(0, 0.12, len(ACTIONS)),
     }
 
 
-def sample_actions(label_name: str, rng: np.random.Generator, identity: dict[str, Any],
-                   names: tuple[str, ...]) -> np.ndarray:
+def sample_actions(
+    label_name: str, rng: np.random.Generator, identity: dict[str, Any], names: tuple[str, ...]
+) -> np.ndarray:
     """Draw action intensities: the class prototype at a random intensity, plus identity quirks and noise."""
     proto = np.asarray(PROTOTYPES[label_name], dtype=np.float64)
     actions = rng.uniform(0.3, 1.0) * proto + identity["quirk"] + rng.normal(0, 0.08, len(ACTIONS))
@@ -133,7 +170,9 @@ def sample_actions(label_name: str, rng: np.random.Generator, identity: dict[str
     return actions
 
 
-def render_face(rng: np.random.Generator, label_name: str, size: int, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def render_face(
+    rng: np.random.Generator, label_name: str, size: int, names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one face of class ``label_name``.
 
     Returns:
@@ -151,8 +190,8 @@ def render_face(rng: np.random.Generator, label_name: str, size: int, names: tup
     # Head pose: yaw and pitch shift forward points; then roll, scale and translation.
     yaw, pitch = rng.uniform(-0.35, 0.35), rng.uniform(-0.2, 0.2)
     roll = np.deg2rad(rng.uniform(-18, 18))
-    scale = rng.uniform(0.42, 0.55) * (1 - 0.2 * abs(yaw))
-    shift = rng.uniform(-0.07, 0.07, 2)
+    scale = rng.uniform(0.48, 0.6) * (1 - 0.2 * abs(yaw))
+    shift = rng.uniform(-0.05, 0.05, 2) - [0, 0.04]  # faces sit a little high, chins stay in frame
     scale_render = 3  # draw at 3x and downsample: anti-aliasing and sub-pixel features
     canvas = size * scale_render
 
@@ -173,7 +212,9 @@ def render_face(rng: np.random.Generator, label_name: str, size: int, names: tup
     if identity["has_hair"]:
         hair_pts = place(np.array([[0.0, -0.35]]), np.zeros(1))[0]
         axes = (int(identity["face_w"] * 1.12 * scale * canvas), int(0.78 * scale * canvas))
-        cv2.ellipse(img, _pt(hair_pts), axes, float(np.rad2deg(roll)), 0, 360, identity["hair"].tolist(), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img, _pt(hair_pts), axes, float(np.rad2deg(roll)), 0, 360, identity["hair"].tolist(), -1, cv2.LINE_AA
+        )
     cv2.fillPoly(img, [_poly(outline_px)], identity["skin"].tolist(), cv2.LINE_AA)
     shade = (identity["skin"] * 0.78).tolist()
     # Eyes: sclera, iris (follows a random gaze), lids.
@@ -191,7 +232,9 @@ def render_face(rng: np.random.Generator, label_name: str, size: int, names: tup
         cv2.polylines(img, [_poly(eye)], True, (40, 30, 30), line(0.012), cv2.LINE_AA)
     # Brows.
     for brow in (pts[17:22], pts[22:27]):
-        cv2.polylines(img, [_poly(brow)], False, (identity["hair"] * 0.8).tolist(), line(identity["brow_thick"]), cv2.LINE_AA)
+        cv2.polylines(
+            img, [_poly(brow)], False, (identity["hair"] * 0.8).tolist(), line(identity["brow_thick"]), cv2.LINE_AA
+        )
     # Nose.
     cv2.polylines(img, [_poly(pts[27:31])], False, shade, line(0.015), cv2.LINE_AA)
     cv2.polylines(img, [_poly(pts[31:36])], False, (identity["skin"] * 0.6).tolist(), line(0.018), cv2.LINE_AA)
@@ -233,7 +276,11 @@ def _background(rng: np.random.Generator, canvas: int) -> np.ndarray:
     angle = rng.uniform(0, np.pi)
     grid = np.cos(angle) * t + np.sin(angle) * t.transpose(1, 0, 2)
     grid = (grid - grid.min()) / max(grid.max() - grid.min(), 1e-6)
-    img = a * (1 - grid) + b * grid + rng.normal(0, 12, (canvas // 8 + 1, canvas // 8 + 1, 1)).repeat(8, 0).repeat(8, 1)[:canvas, :canvas]
+    img = (
+        a * (1 - grid)
+        + b * grid
+        + rng.normal(0, 12, (canvas // 8 + 1, canvas // 8 + 1, 1)).repeat(8, 0).repeat(8, 1)[:canvas, :canvas]
+    )
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -268,9 +315,16 @@ class SyntheticFER(FERDataset):
     name = "synthetic"
     cache_size = None
 
-    def __init__(self, root: str | Path | None = None, split: str = "train", num_samples: int | None = None,
-                 image_size: int = 64, seed: int = 0,
-                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        split: str = "train",
+        num_samples: int | None = None,
+        image_size: int = 64,
+        seed: int = 0,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> None:
         """Generate a split.
 
         Args:
@@ -294,13 +348,18 @@ class SyntheticFER(FERDataset):
             images[i], landmarks[i] = render_face(rng, self.classes[label], image_size, self.classes)
         self.images, self.rows = images, np.arange(n)
         self.unreadable: list[str] = []
-        self.manifest = Manifest([Path(f"synthetic/{split}/{i:06d}") for i in range(n)], labels.astype(np.int64),
-                                 landmarks=landmarks, summary={"samples": n})
+        self.manifest = Manifest(
+            [Path(f"synthetic/{split}/{i:06d}") for i in range(n)],
+            labels.astype(np.int64),
+            landmarks=landmarks,
+            summary={"samples": n},
+        )
         self.summary = self.manifest.summary
 
 
-def write_rafdb_layout(out: str | Path, seed: int = 0, image_size: int = 100, num_train: int = 4000,
-                       num_test: int = 1000) -> Path:
+def write_rafdb_layout(
+    out: str | Path, seed: int = 0, image_size: int = 100, num_train: int = 4000, num_test: int = 1000
+) -> Path:
     """Write the synthetic set in the RAF-DB basic layout (readable by :class:`~fer_zoo.datasets.rafdb.RAFDB`).
 
     Args:

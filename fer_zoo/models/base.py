@@ -176,8 +176,9 @@ class FERTask(L.LightningModule):
             return opt
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         if hp.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps,
-                                                        pct_start=hp.warmup_pct, anneal_strategy="cos")
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=hp.lr, total_steps=steps, pct_start=hp.warmup_pct, anneal_strategy="cos"
+            )
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -17,8 +17,9 @@ class Baseline(FERTask):
     :func:`fer_zoo.weights.resolve` (a registered tag, a local file, ``local-dir:``).
     """
 
-    def __init__(self, backbone: str = "resnet18", weights: str | None = None, dropout: float = 0.0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, backbone: str = "resnet18", weights: str | None = None, dropout: float = 0.0, **kwargs: Any
+    ) -> None:
         """Build the network.
 
         Args:

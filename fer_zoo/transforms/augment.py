@@ -35,13 +35,22 @@ def build_pipeline(image_size: int, augment: str) -> A.Compose:
     ops: list[A.BasicTransform] = [A.Resize(image_size, image_size)]
     if augment != "none":
         strong = augment == "strong"
-        ops.append(A.Affine(scale=(0.85, 1.15) if strong else (0.9, 1.1),
-                            translate_percent=(-0.1, 0.1) if strong else (-0.06, 0.06),
-                            rotate=(-15, 15) if strong else (-10, 10), border_mode=0, p=0.8))
+        ops.append(
+            A.Affine(
+                scale=(0.85, 1.15) if strong else (0.9, 1.1),
+                translate_percent=(-0.1, 0.1) if strong else (-0.06, 0.06),
+                rotate=(-15, 15) if strong else (-10, 10),
+                border_mode=0,
+                p=0.8,
+            )
+        )
     if augment in ("standard", "strong"):
         ops.append(A.RandomBrightnessContrast(0.25, 0.25, p=0.7))
-        ops.append(A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.1, 0.3),
-                                   hole_width_range=(0.1, 0.3), fill=0, p=0.4))
+        ops.append(
+            A.CoarseDropout(
+                num_holes_range=(1, 1), hole_height_range=(0.1, 0.3), hole_width_range=(0.1, 0.3), fill=0, p=0.4
+            )
+        )
     if augment == "strong":
         ops.append(A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.08))], p=0.3))
     return A.Compose(ops, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))
@@ -54,8 +63,14 @@ class FERTransform:
     ``landmarks`` (when present) are float ``(K, 2)`` pixel coordinates in the output image.
     """
 
-    def __init__(self, image_size: int = 64, augment: str = "none", hflip: float = 0.0,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
+    def __init__(
+        self,
+        image_size: int = 64,
+        augment: str = "none",
+        hflip: float = 0.0,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
         """Configure the transform.
 
         Args:

@@ -22,8 +22,9 @@ def test_real_layout_modules(ferplus_root, rafdb_root, affectnet_root):
     raf = RAFDBDataModule(root=str(rafdb_root), batch_size=4, num_workers=0, image_size=64)
     raf.setup("test")
     assert next(iter(raf.test_dataloader()))["image"].shape == (8, 3, 64, 64)
-    an = AffectNetDataModule(root=str(affectnet_root), protocol=7, batch_size=4, num_workers=0,
-                             sampler="class_balanced", val_fraction=0.34)
+    an = AffectNetDataModule(
+        root=str(affectnet_root), protocol=7, batch_size=4, num_workers=0, sampler="class_balanced", val_fraction=0.34
+    )
     an.setup("fit")
     assert an.num_classes == 7 and next(iter(an.train_dataloader()))["landmarks"].shape == (4, 68, 2)
 

@@ -12,7 +12,10 @@ def test_protocols_drop_and_count(affectnet_root):
     test7 = AffectNet(affectnet_root, "test", num_classes=7)
     assert len(test7) == 21 and test7.summary["dropped_contempt"] == 3
     assert test7.classes == ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger")
-    train, val = AffectNet(affectnet_root, "train", val_fraction=0.34), AffectNet(affectnet_root, "val", val_fraction=0.34)
+    train, val = (
+        AffectNet(affectnet_root, "train", val_fraction=0.34),
+        AffectNet(affectnet_root, "val", val_fraction=0.34),
+    )
     assert len(train) + len(val) == 24 and len(val) == 8
 
 

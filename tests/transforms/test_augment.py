@@ -37,6 +37,7 @@ def test_landmarks_move_with_the_image_and_keep_their_count():
 
 def test_resize_scales_landmarks():
     points = np.array([[16.0, 32.0]] * 68, np.float32)
-    out = FERTransform(128, "none")({"image": np.zeros((64, 64, 3), np.uint8), "label": 0, "index": 0,
-                                     "landmarks": points})
+    out = FERTransform(128, "none")(
+        {"image": np.zeros((64, 64, 3), np.uint8), "label": 0, "index": 0, "landmarks": points}
+    )
     np.testing.assert_allclose(out["landmarks"][0].numpy(), [32, 64], atol=1e-4)

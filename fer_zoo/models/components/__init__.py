@@ -1,0 +1,1 @@
+"""Reusable plain nn.Modules shared by the methods."""
