@@ -123,6 +123,9 @@ def test_predict_real_photos_finds_every_face(fitted, tmp_path):
 def test_wandb_offline_run_has_config_and_test_tables(fitted, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     main(baseline("test", "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path)))
+    import wandb
+
+    wandb.finish()  # a CLI process finishes its run at exit; in-process we flush it here
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     blob = next(runs[0].glob("*.wandb")).read_bytes()
