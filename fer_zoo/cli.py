@@ -120,8 +120,10 @@ class FerZooCLI(LightningCLI):
         extra: dict[str, Any] = {"default_root_dir": str(run_dir)}
         if trainer_config.get("logger") in (None, True):
             loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
-            mode = os.environ.get("WANDB_MODE", config.get("wandb", "offline"))
-            if mode != "disabled" and config.get("wandb", "offline") != "disabled":
+            chosen = config.get("wandb", "offline")
+            # --wandb disabled always wins; otherwise WANDB_MODE (e.g. set by tests or CI) overrides the option.
+            mode = "disabled" if chosen == "disabled" else os.environ.get("WANDB_MODE", chosen)
+            if mode != "disabled":
                 from lightning.pytorch.loggers import WandbLogger
 
                 loggers.append(

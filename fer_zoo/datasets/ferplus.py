@@ -183,7 +183,7 @@ class FERPlus(FERDataset):
         for required in (self.root / "fer2013new.csv" if self.votes == "fer2013new" else folder / "label.csv", folder):
             if not required.exists():
                 raise DatasetNotFoundError("ferplus", self.root, required, LAYOUT)
-        votes, skipped, source = read_votes(self.root, split, self.votes)
+        votes, skipped, _ = read_votes(self.root, split, self.votes)
         files, labels, targets = [], [], []
         dropped = 0
         for name, row in votes.items():
