@@ -13,6 +13,8 @@ def test_benchmark_runner_end_to_end(tmp_path):
         "benchmarks.run",
         "--dataset",
         "synthetic",
+        "--models",
+        "baseline,clip-zeroshot",
         "--epochs",
         "1",
         "--runs",
@@ -35,7 +37,7 @@ def test_benchmark_runner_end_to_end(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     table = pd.read_csv(tmp_path / "results" / "synthetic.csv")
-    assert list(table["model"]) == ["baseline"] and 0 <= table["acc"].iloc[0] <= 1
+    assert list(table["model"]) == ["baseline", "clip-zeroshot"] and table["acc"].between(0, 1).all()
     markdown = (tmp_path / "results" / "synthetic.md").read_text()
     assert "| baseline | 0 |" in markdown and "single-device" in markdown
     assert (tmp_path / "results" / "synthetic" / "baseline" / "s0" / "curves.png").exists()

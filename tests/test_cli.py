@@ -11,8 +11,24 @@ from PIL import Image
 from fer_zoo.cli import expand_aliases, main
 from tests.conftest import IN_THE_WILD, REPO, needs_photos
 
-TINY = ["--data.num_train", "64", "--data.num_val", "32", "--data.num_test", "32", "--data.image_size", "32",
-        "--data.synth_size", "32", "--data.batch_size", "16", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
+TINY = [
+    "--data.num_train",
+    "64",
+    "--data.num_val",
+    "32",
+    "--data.num_test",
+    "32",
+    "--data.image_size",
+    "32",
+    "--data.synth_size",
+    "32",
+    "--data.batch_size",
+    "16",
+    "--data.num_workers",
+    "0",
+    "--trainer.accelerator",
+    "cpu",
+]
 CLASSES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
 
 
@@ -46,8 +62,17 @@ def test_print_config(capsys):
 
 def test_bad_options_are_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="model.optimizer"):
-        main(baseline("fit", "--model.init_args.optimizer", "rmsprop", "--trainer.fast_dev_run", "true",
-                      "--run_dir", str(tmp_path)))
+        main(
+            baseline(
+                "fit",
+                "--model.init_args.optimizer",
+                "rmsprop",
+                "--trainer.fast_dev_run",
+                "true",
+                "--run_dir",
+                str(tmp_path),
+            )
+        )
     with pytest.raises(SystemExit):
         main(["fit", "--model", "baseline", "--data", "synthetic", "--data.no_such_option", "1"])
     assert "no_such_option" in capsys.readouterr().err
@@ -100,8 +125,22 @@ def test_predict_folder_writes_csv(fitted, tmp_path):
     for i in range(3):
         pixels = np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(images / f"{i}.png")
-    main(baseline("predict", "--data.root", str(images), "--data.detect_faces", "false", "--data.image_size", "32",
-                  "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path / "pred"), data="folder"))
+    main(
+        baseline(
+            "predict",
+            "--data.root",
+            str(images),
+            "--data.detect_faces",
+            "false",
+            "--data.image_size",
+            "32",
+            "--ckpt_path",
+            best_checkpoint(fitted),
+            "--run_dir",
+            str(tmp_path / "pred"),
+            data="folder",
+        )
+    )
     rows = predictions(tmp_path / "pred")
     assert len(rows) == 3 and rows[0]["prediction"] in CLASSES
     assert abs(sum(float(rows[0][k]) for k in rows[0] if k.startswith("p_")) - 1) < 1e-3
@@ -111,8 +150,18 @@ def test_predict_folder_writes_csv(fitted, tmp_path):
 def test_predict_real_photos_finds_every_face(fitted, tmp_path):
     pytest.importorskip("mediapipe")
     # No --data.image_size: the training input size (32) comes from the checkpoint.
-    main(baseline("predict", "--data.root", str(IN_THE_WILD), "--ckpt_path", best_checkpoint(fitted),
-                  "--run_dir", str(tmp_path), data="folder"))
+    main(
+        baseline(
+            "predict",
+            "--data.root",
+            str(IN_THE_WILD),
+            "--ckpt_path",
+            best_checkpoint(fitted),
+            "--run_dir",
+            str(tmp_path),
+            data="folder",
+        )
+    )
     by_file = {}
     for row in predictions(tmp_path):
         by_file.setdefault(row["path"].split("/")[-1], []).append(row)
@@ -137,10 +186,88 @@ def test_wandb_offline_run_logs_test_tables(fitted, tmp_path, monkeypatch):
 
 @pytest.mark.ddp
 def test_ddp_two_cpu_processes(tmp_path):
-    cmd = [sys.executable, "-m", "fer_zoo", *baseline("fit", "--trainer.strategy", "ddp", "--trainer.devices", "2",
-                                                      "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-                                                      "--trainer.limit_val_batches", "1", "--run_dir", str(tmp_path))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fer_zoo",
+        *baseline(
+            "fit",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--run_dir",
+            str(tmp_path),
+        ),
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "fit_report.json").read_text())
     assert report["world_size"] == 2
+
+
+VL_MODELS = {
+    "e2n": ["--model.clip_arch", "FERZoo-Tiny"],
+    "mpa": ["--model.clip_arch", "FERZoo-Tiny"],
+    "clip-zeroshot": ["--model.clip_arch", "FERZoo-Tiny"],
+    "clip-linear": ["--model.clip_arch", "FERZoo-Tiny"],
+}
+
+
+@pytest.mark.parametrize("model", sorted(VL_MODELS))
+def test_vision_language_models_fit_and_test(model, tmp_path):
+    args = ["--model", model, "--data", "synthetic", *TINY, *VL_MODELS[model]]
+    main(
+        [
+            "fit",
+            *args,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--run_dir",
+            str(tmp_path / "fit"),
+        ]
+    )
+    main(["test", *args, "--ckpt_path", best_checkpoint(tmp_path / "fit"), "--run_dir", str(tmp_path / "test")])
+    report = json.loads((tmp_path / "test" / "test_report.json").read_text())
+    assert 0.0 <= report["test/acc"] <= 1.0 and sum(map(sum, report["confusion_matrix"])) == 32
+
+
+@pytest.mark.ddp
+def test_mpa_prototypes_under_ddp(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "fer_zoo",
+        "fit",
+        "--model",
+        "mpa",
+        "--data",
+        "synthetic",
+        *TINY,
+        "--model.clip_arch",
+        "FERZoo-Tiny",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--run_dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(best_checkpoint(tmp_path), map_location="cpu", weights_only=False)
+    assert bool(ckpt["state_dict"]["prototypes_ready"]) and ckpt["state_dict"]["prototypes"].abs().sum() > 0

@@ -2,5 +2,8 @@
 
 from fer_zoo.models.base import FERTask
 from fer_zoo.models.baseline import Baseline
+from fer_zoo.models.clip_baselines import CLIPLinearProbe, CLIPZeroShot
+from fer_zoo.models.e2n import E2N
+from fer_zoo.models.mpa import MPA
 
-__all__ = ["FERTask", "Baseline"]
+__all__ = ["E2N", "MPA", "Baseline", "CLIPLinearProbe", "CLIPZeroShot", "FERTask"]

@@ -7,14 +7,15 @@ from torchvision import models
 
 from fer_zoo.weights import load_into
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t")
 
 
 def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[nn.Module, int]:
-    """A torchvision ResNet without its classifier, returning pooled features.
+    """A torchvision ResNet (or Swin-T) without its classifier, returning pooled features.
 
     Args:
-        name: ``resnet18``, ``resnet34`` or ``resnet50``.
+        name: ``resnet18``, ``resnet34``, ``resnet50`` or ``swin_t`` (torchvision's Swin-T: patch 4,
+            window 7, any input size).
         weights: a weight spec for :func:`fer_zoo.weights.resolve` (None: random init).
 
     Returns:
@@ -24,6 +25,10 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
         raise ValueError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
     net = getattr(models, name)(weights=None)
     load_into(net, weights, option="model.weights")
-    dim = net.fc.in_features
-    net.fc = nn.Identity()
+    if name.startswith("swin"):
+        dim = net.head.in_features
+        net.head = nn.Identity()
+    else:
+        dim = net.fc.in_features
+        net.fc = nn.Identity()
     return net, dim
