@@ -73,6 +73,19 @@ class RunReport(L.Callback):
         return path
 
     @rank_zero_only
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save the noisy training labels (with the clean ones) when the label-noise protocol is on."""
+        table_fn = getattr(trainer.datamodule, "noisy_label_table", None) if trainer.datamodule else None
+        table = table_fn() if table_fn else None
+        if table is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "train_labels_noisy.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "noisy_label", "clean_label"])
+            writer.writerows(table)
+
+    @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record the best checkpoint, its validation metrics, throughput and size."""
         ckpt = trainer.checkpoint_callback

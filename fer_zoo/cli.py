@@ -9,6 +9,7 @@ its config, CSV metrics, checkpoints, reports and the offline W&B run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -185,7 +186,60 @@ def _list(args: list[str]) -> None:
     print("datasets:", " ".join(registry.list_datasets()))
 
 
-EXTRA_COMMANDS = {"synth": _synth, "list": _list}
+def data_module_from_alias(alias: str, overrides: dict[str, Any]) -> Any:
+    """Instantiate the data module of a dataset alias with its packaged defaults plus ``overrides``."""
+    import importlib
+
+    import yaml
+
+    path = registry.config_path("data", alias)
+    if path is None:
+        raise SystemExit(f"unknown dataset {alias!r}; known: {', '.join(registry.list_datasets())}")
+    node = yaml.safe_load(path.read_text())
+    module, _, name = node["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**{**(node.get("init_args") or {}), **overrides})
+
+
+def _landmarks(args: list[str]) -> None:
+    from fer_zoo.datasets import mediapipe_landmarks as mpl
+
+    p = argparse.ArgumentParser(
+        prog="fer-zoo landmarks",
+        description="Detect MediaPipe FaceMesh landmarks (478 points) for every image of a dataset once, and cache "
+        "them beside its packed images. Skipped when the cache is current; resumes after an interruption.",
+    )
+    p.add_argument("--data", required=True, help="dataset alias (ferplus, rafdb, affectnet7, affectnet8)")
+    p.add_argument("--data.root", dest="root", required=True, help="dataset root in the official layout")
+    p.add_argument("--data.cache_dir", dest="cache_dir", default=None, help="packed-image cache folder")
+    p.add_argument("--data.skip_corrupt", dest="skip_corrupt", action="store_true", help="skip unreadable images")
+    p.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    p.add_argument("--chunk", type=int, default=500, help="images per work unit (resume granularity)")
+    opts = p.parse_args(args)
+    dm = data_module_from_alias(
+        opts.data, {"root": opts.root, "cache_dir": opts.cache_dir, "skip_corrupt": opts.skip_corrupt}
+    )
+    report = {}
+    for split in opts.splits:
+        data = dm.make_dataset(split, dm.transform(False))
+        if data.packed_path is None:
+            raise SystemExit(f"{opts.data} has no packed images on disk; its landmarks come with the data")
+        cache = mpl.build(
+            data.packed_path, data.images.shape, workers=opts.workers, chunk=opts.chunk, name=f"{opts.data}/{split}"
+        )
+        report[split] = {
+            "images": len(cache.found),
+            "detection_rate": round(cache.detection_rate, 4),
+            "cache": str(cache.path),
+        }
+        print(
+            f"{opts.data}/{split}: {cache.found.sum()}/{len(cache.found)} faces ({cache.detection_rate:.2%}) "
+            f"-> {cache.path}"
+        )
+    print(json.dumps(report, indent=1))
+
+
+EXTRA_COMMANDS = {"synth": _synth, "list": _list, "landmarks": _landmarks}
 
 
 def main(args: ArgsType = None) -> None:

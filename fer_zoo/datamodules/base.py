@@ -41,6 +41,11 @@ class FERDataModule(L.LightningDataModule):
         progressive_epochs: int = 0,
         cache_dir: str | None = None,
         skip_corrupt: bool = False,
+        landmarks: str = "dataset",
+        landmark_layout: int = 68,
+        label_noise: float = 0.0,
+        noise_type: str = "symmetric",
+        noise_seed: int = 0,
     ) -> None:
         """Configure loading.
 
@@ -56,6 +61,13 @@ class FERDataModule(L.LightningDataModule):
             progressive_epochs: epochs of the progressive schedule.
             cache_dir: where packed image caches live (default ``$FER_ZOO_HOME/cache``).
             skip_corrupt: skip and count unreadable images instead of stopping at the first.
+            landmarks: landmark source: ``dataset`` (the dataset's own), ``mediapipe`` (the cache of
+                ``fer-zoo landmarks``) or ``none``.
+            landmark_layout: 68 (iBUG) or 19 (AFLW) points.
+            label_noise: share of training labels corrupted (noisy-label protocol; val and test stay
+                clean). The clean labels are kept for analysis and the noisy set is saved with the run.
+            noise_type: ``symmetric`` or ``asymmetric`` (see :mod:`fer_zoo.datasets.noise`).
+            noise_seed: seed of the corruption (independent of the training seed).
         """
         super().__init__()
         # Stored in checkpoints, so `fer-zoo predict` can reuse the training input size.
@@ -69,6 +81,16 @@ class FERDataModule(L.LightningDataModule):
         self.num_workers, self.augment, self.hflip = num_workers, augment, hflip
         self.sampler, self.progressive_epochs = sampler, progressive_epochs
         self.cache_dir, self.skip_corrupt = cache_dir, skip_corrupt
+        if landmark_layout not in (68, 19):
+            raise ValueError(f"data.landmark_layout must be 68 or 19, got {landmark_layout}")
+        self.landmarks, self.landmark_layout = landmarks, landmark_layout
+        from fer_zoo.datasets.noise import NOISE_TYPES
+
+        if not 0.0 <= label_noise < 1.0:
+            raise ValueError(f"data.label_noise must be in [0, 1), got {label_noise}")
+        if noise_type not in NOISE_TYPES:
+            raise ValueError(f"data.noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
+        self.label_noise, self.noise_type, self.noise_seed = label_noise, noise_type, noise_seed
         self.datasets: dict[str, FERDataset] = {}
 
     # --- what the model needs to know -------------------------------------------------
@@ -97,6 +119,9 @@ class FERDataModule(L.LightningDataModule):
         """The dataset of ``split``, built on first use."""
         if split not in self.datasets:
             data = self.make_dataset(split, self.transform(split == "train"))
+            data.use_landmarks(self.landmarks, self.landmark_layout)
+            if split == "train" and self.label_noise > 0:
+                data.apply_label_noise(self.label_noise, self.noise_type, self.noise_seed)
             log.info("%s/%s: %d samples %s", self.dataset_name, split, len(data), data.summary)
             self.datasets[split] = data
         return self.datasets[split]
@@ -140,6 +165,13 @@ class FERDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Test loader."""
         return self._loader("test", False)
+
+    def noisy_label_table(self) -> list[tuple[str, int, int]] | None:
+        """``(file, noisy label, clean label)`` per training sample when label noise is on, else None."""
+        data = self.datasets.get("train")
+        if data is None or getattr(data, "clean_labels", None) is None:
+            return None
+        return [(str(f), int(n), int(c)) for f, n, c in zip(data.manifest.files, data.labels, data.clean_labels)]
 
     def class_counts(self, split: str = "train") -> np.ndarray:
         """Samples per class in ``split``."""

@@ -7,5 +7,13 @@ from fer_zoo.datasets.ferplus import FERPlus
 from fer_zoo.datasets.rafdb import RAFDB
 from fer_zoo.datasets.synthetic import SyntheticFER
 
-__all__ = ["FERDataset", "FERPlus", "RAFDB", "AffectNet", "SyntheticFER", "DatasetNotFoundError", "LabelError",
-           "CorruptImageError"]
+__all__ = [
+    "FERDataset",
+    "FERPlus",
+    "RAFDB",
+    "AffectNet",
+    "SyntheticFER",
+    "DatasetNotFoundError",
+    "LabelError",
+    "CorruptImageError",
+]

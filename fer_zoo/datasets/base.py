@@ -69,6 +69,9 @@ def holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
+LANDMARK_SOURCES = ("dataset", "mediapipe", "none")
+
+
 class FERDataset(Dataset):
     """Base class: parses an index once, packs its images, and serves sample dicts.
 
@@ -128,8 +131,70 @@ class FERDataset(Dataset):
         keep = np.setdiff1d(np.arange(len(manifest.files)), packed.bad)
         self.rows = keep  # rows of the packed array that are served, in sample order
         self.images = packed.array
+        self.packed_path: Path | None = packed.path
         self.manifest = manifest.select(keep)
         self.summary = self.manifest.summary
+
+    def use_landmarks(self, source: str = "dataset", layout: int = 68) -> None:
+        """Choose the landmarks samples carry, in the ``layout`` (68 or 19 points).
+
+        Args:
+            source: ``dataset`` (the dataset's own points: AffectNet's 68, the synthetic set's
+                exact 68; none for FERPlus and RAF-DB), ``mediapipe`` (the cache written by
+                ``fer-zoo landmarks``; images without a face get the mean-shape fallback and
+                ``landmark_found = False``) or ``none``.
+            layout: 68 (iBUG) or 19 (AFLW, LA-Net).
+
+        Raises:
+            FileNotFoundError: for ``mediapipe`` when the cache is missing, naming the command to run.
+        """
+        from fer_zoo.datasets import mediapipe_landmarks as mpl
+        from fer_zoo.landmarks import convert
+
+        if source not in LANDMARK_SOURCES:
+            raise ValueError(f"data.landmarks must be one of {LANDMARK_SOURCES}, got {source!r}")
+        self.landmark_found = None
+        if source == "none":
+            self.manifest.landmarks = None
+            return
+        if source == "mediapipe":
+            if self.packed_path is None:
+                raise ValueError(f"{self.name}: MediaPipe landmarks need a packed on-disk dataset")
+            path = mpl.cache_path(self.packed_path, mpl.DetectorSettings())
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{self.name}/{self.split}: no MediaPipe landmark cache ({path}); run "
+                    f"`fer-zoo landmarks --data {self.name} --data.root {self.root}` first"
+                )
+            cache = mpl.LandmarkCache.load(path)
+            points = cache.filled(tuple(self.images.shape[1:3]))[self.rows, :, :2]
+            self.manifest.landmarks = convert(points, layout).astype(np.float32)
+            self.landmark_found = cache.found[self.rows]
+            self.summary["landmarks_found"] = f"{self.landmark_found.mean():.1%}"
+            return
+        if self.manifest.landmarks is not None:
+            self.manifest.landmarks = convert(self.manifest.landmarks, layout).astype(np.float32)
+
+    def apply_label_noise(self, rate: float, kind: str = "symmetric", seed: int = 0) -> None:
+        """Replace the labels with noisy ones; the clean labels stay in :attr:`clean_labels`.
+
+        Soft targets (FERPlus vote distributions) become the one-hot noisy label, so every
+        training signal sees the same noise. See :mod:`fer_zoo.datasets.noise`.
+        """
+        from fer_zoo.datasets.noise import corrupt_labels
+
+        self.clean_labels = np.asarray(self.manifest.labels).copy()
+        noisy = corrupt_labels(self.clean_labels, list(self.classes), rate, kind, seed)
+        self.manifest.labels = noisy
+        if self.manifest.targets is not None:
+            self.manifest.targets = np.eye(len(self.classes), dtype=np.float32)[noisy]
+        self.summary["label_noise"] = {
+            "type": kind,
+            "rate": rate,
+            "seed": seed,
+            "flipped": int((noisy != self.clean_labels).sum()),
+            "realised_rate": round(float((noisy != self.clean_labels).mean()), 4),
+        }
 
     def load_manifest(self, split: str) -> Manifest:
         """Parse the official index files of ``split``."""
@@ -161,6 +226,8 @@ class FERDataset(Dataset):
             sample["target"] = self.manifest.targets[index]
         if self.manifest.landmarks is not None:
             sample["landmarks"] = self.manifest.landmarks[index]
+            found = getattr(self, "landmark_found", None)
+            sample["landmark_found"] = bool(found[index]) if found is not None else True
         if self.transform is not None:
             return self.transform(sample)
         sample["image"] = torch.from_numpy(sample["image"]).permute(2, 0, 1).float().div(255)

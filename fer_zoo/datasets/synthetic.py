@@ -346,7 +346,7 @@ class SyntheticFER(FERDataset):
         for i, label in enumerate(labels):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
             images[i], landmarks[i] = render_face(rng, self.classes[label], image_size, self.classes)
-        self.images, self.rows = images, np.arange(n)
+        self.images, self.rows, self.packed_path = images, np.arange(n), None
         self.unreadable: list[str] = []
         self.manifest = Manifest(
             [Path(f"synthetic/{split}/{i:06d}") for i in range(n)],

@@ -47,3 +47,49 @@ def test_progressive_sampler_moves_to_class_balanced():
     assert 0.35 < drawn.mean() < 0.65
     sampler.set_epoch(0)
     assert labels[list(sampler)].mean() < 0.2
+
+
+def test_symmetric_noise_rate_and_clean_labels_kept():
+    from fer_zoo.datasets.noise import corrupt_labels
+
+    labels = np.random.default_rng(0).integers(0, 7, 20000)
+    names = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+    noisy = corrupt_labels(labels, names, 0.2, "symmetric", seed=1)
+    flipped = noisy != labels
+    assert abs(flipped.mean() - 0.2) < 0.01
+    # flips go to every other class about equally, never to the same class
+    counts = np.bincount((noisy[flipped] - labels[flipped]) % 7, minlength=7)
+    assert counts[0] == 0 and counts[1:].min() > 0.8 * counts[1:].mean()
+    assert np.array_equal(corrupt_labels(labels, names, 0.2, "symmetric", seed=1), noisy)
+
+
+def test_asymmetric_noise_follows_the_table_by_name():
+    from fer_zoo.datasets.noise import corrupt_labels
+
+    names = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+    labels = np.repeat(np.arange(8), 1000)
+    noisy = corrupt_labels(labels, names, 0.3, "asymmetric", seed=0)
+    happy = labels == names.index("happiness")
+    assert set(np.unique(noisy[happy])) == {names.index("happiness"), names.index("neutral")}
+    with pytest.raises(ValueError, match="data.label_noise"):
+        corrupt_labels(labels, names, 1.5, "symmetric", 0)
+
+
+def test_data_module_corrupts_only_train_and_saves_the_table(ferplus_root, tmp_path):
+    from fer_zoo.datamodules import FERPlusDataModule
+
+    dm = FERPlusDataModule(
+        root=str(ferplus_root),
+        cache_dir=str(tmp_path),
+        label_noise=0.5,
+        noise_seed=3,
+        num_workers=0,
+        label_mode="probability",
+    )
+    train, val = dm.dataset("train"), dm.dataset("val")
+    assert (train.labels != train.clean_labels).any() and getattr(val, "clean_labels", None) is None
+    assert np.array_equal(train.manifest.targets.argmax(1), train.labels)  # soft targets follow the noise
+    table = dm.noisy_label_table()
+    assert len(table) == len(train) and train.summary["label_noise"]["rate"] == 0.5
+    with pytest.raises(ValueError, match="data.noise_type"):
+        FERPlusDataModule(root=str(ferplus_root), noise_type="pairflip")
