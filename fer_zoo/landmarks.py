@@ -13,6 +13,7 @@ subject's right, which is image-left.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def _ibug68_flip() -> np.ndarray:
@@ -87,9 +88,10 @@ def flip_permutation(num_points: int) -> np.ndarray:
     raise ValueError(f"no flip permutation is defined for {num_points} landmarks (known: 68, 19)")
 
 
-def to_aflw19(points68: np.ndarray) -> np.ndarray:
-    """``(..., 68, 2)`` iBUG points to ``(..., 19, 2)`` AFLW points."""
-    return np.stack([points68[..., list(group), :].mean(-2) for group in AFLW19_FROM_68], axis=-2)
+def to_aflw19(points68: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """``(..., 68, 2)`` iBUG points to ``(..., 19, 2)`` AFLW points (NumPy array or tensor)."""
+    stack = torch.stack if isinstance(points68, torch.Tensor) else np.stack
+    return stack([points68[..., list(group), :].mean(-2) for group in AFLW19_FROM_68], -2)
 
 
 def convert(points: np.ndarray, layout: int) -> np.ndarray:
@@ -118,10 +120,10 @@ def convert(points: np.ndarray, layout: int) -> np.ndarray:
     return out
 
 
-def heatmaps(
-    points: np.ndarray, size: int, image_size: float, sigma: float = 1.5, weight: float = 10.0, threshold: float = 0.2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian heatmap targets and LA-Net's weight map for ``(K, 2)`` pixel landmarks.
+def heatmaps_torch(
+    points: torch.Tensor, size: int, image_size: float, sigma: float = 1.5, weight: float = 10.0, threshold: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian heatmap targets and LA-Net's weight map for ``(..., K, 2)`` pixel landmarks.
 
     Args:
         points: landmarks in pixels of an image of ``image_size`` pixels (square).
@@ -132,23 +134,29 @@ def heatmaps(
         threshold: see ``weight``.
 
     Returns:
-        ``(heatmaps, weights)``, both float32 ``(K, size, size)``. A point outside the map gives an
+        ``(heatmaps, weights)``, both ``(..., K, size, size)``. A point outside the map gives an
         all-zero heatmap.
     """
     stride = image_size / size
     # LA-Net centres the Gaussian on round(p / stride + 0.5) on a grid of pixel indices; with
     # continuous coordinates the cell holding p / stride is the same point.
-    centres = np.floor(np.asarray(points, dtype=np.float64) / stride)
-    grid = np.arange(size, dtype=np.float64)
-    gx = np.exp(-((grid[None, :] - centres[:, :1]) ** 2) / (2 * sigma**2))
-    gy = np.exp(-((grid[None, :] - centres[:, 1:]) ** 2) / (2 * sigma**2))
-    maps = (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
-    outside = (centres < 0).any(1) | (centres >= size).any(1)
-    maps[outside] = 0.0
-    padded = np.pad(maps, ((0, 0), (1, 1), (1, 1)))
-    dilated = np.max([padded[:, i : i + size, j : j + size] for i in range(3) for j in range(3)], axis=0)
-    weights = np.where(dilated > threshold, weight, 1.0).astype(np.float32)
+    centres = torch.floor(points.float() / stride)
+    grid = torch.arange(size, dtype=torch.float32, device=points.device)
+    gx = torch.exp(-((grid - centres[..., :1]) ** 2) / (2 * sigma**2))
+    gy = torch.exp(-((grid - centres[..., 1:]) ** 2) / (2 * sigma**2))
+    maps = gy.unsqueeze(-1) * gx.unsqueeze(-2)
+    inside = ((centres >= 0) & (centres < size)).all(-1)
+    maps = maps * inside[..., None, None]
+    flat = maps.reshape(-1, 1, size, size)
+    dilated = torch.nn.functional.max_pool2d(flat, 3, stride=1, padding=1).reshape(maps.shape)
+    weights = torch.where(dilated > threshold, torch.full_like(maps, weight), torch.ones_like(maps))
     return maps, weights
+
+
+def heatmaps(points: np.ndarray, size: int, image_size: float, **kwargs: float) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy front end of :func:`heatmaps_torch` (float32 arrays)."""
+    maps, weights = heatmaps_torch(torch.as_tensor(np.asarray(points, np.float32)), size, image_size, **kwargs)
+    return maps.numpy(), weights.numpy()
 
 
 def hflip_landmarks(points: np.ndarray, width: float) -> np.ndarray:

@@ -212,17 +212,18 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert report["world_size"] == 2
 
 
-VL_MODELS = {
+METHOD_ARGS = {
     "e2n": ["--model.clip_arch", "FERZoo-Tiny"],
     "mpa": ["--model.clip_arch", "FERZoo-Tiny"],
     "clip-zeroshot": ["--model.clip_arch", "FERZoo-Tiny"],
     "clip-linear": ["--model.clip_arch", "FERZoo-Tiny"],
+    "lanet": ["--model.queue_size", "64", "--data.sampler", "progressive"],
 }
 
 
-@pytest.mark.parametrize("model", sorted(VL_MODELS))
-def test_vision_language_models_fit_and_test(model, tmp_path):
-    args = ["--model", model, "--data", "synthetic", *TINY, *VL_MODELS[model]]
+@pytest.mark.parametrize("model", sorted(METHOD_ARGS))
+def test_methods_fit_and_test(model, tmp_path):
+    args = ["--model", model, "--data", "synthetic", *TINY, *METHOD_ARGS[model]]
     main(
         [
             "fit",
@@ -271,3 +272,42 @@ def test_mpa_prototypes_under_ddp(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(best_checkpoint(tmp_path), map_location="cpu", weights_only=False)
     assert bool(ckpt["state_dict"]["prototypes_ready"]) and ckpt["state_dict"]["prototypes"].abs().sum() > 0
+
+
+@pytest.mark.ddp
+def test_lanet_under_ddp_with_label_noise(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "fer_zoo",
+        "fit",
+        "--model",
+        "lanet",
+        "--data",
+        "synthetic",
+        *TINY,
+        "--model.queue_size",
+        "96",
+        "--data.label_noise",
+        "0.2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--run_dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "train_labels_noisy.csv")))
+    assert len(rows) == 64 and any(r["noisy_label"] != r["clean_label"] for r in rows)
+    ckpt = torch.load(best_checkpoint(tmp_path), map_location="cpu", weights_only=False)
+    assert (
+        ckpt["state_dict"]["bank"].shape == (64, 7) and int(ckpt["state_dict"]["queue_ptr"]) == 64
+    )  # 2 steps x global batch 32

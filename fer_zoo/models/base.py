@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from fer_zoo.metrics import class_metrics, scalar_metrics
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("onecycle", "cosine", "none")
+SCHEDULERS = ("onecycle", "cosine", "linear", "none")
 
 
 class FERTask(L.LightningModule):
@@ -48,7 +48,7 @@ class FERTask(L.LightningModule):
             weight_decay: decoupled (AdamW) or L2 (SGD, Adam) weight decay.
             momentum: SGD momentum.
             scheduler: ``onecycle`` (warm-up then cosine, per step), ``cosine`` (per step, no
-                warm-up) or ``none``.
+                warm-up), ``linear`` (from ``lr`` down to 0, per step) or ``none``.
             warmup_pct: share of steps spent warming up (onecycle).
             label_smoothing: cross-entropy label smoothing.
         """
@@ -179,6 +179,8 @@ class FERTask(L.LightningModule):
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr=hp.lr, total_steps=steps, pct_start=hp.warmup_pct, anneal_strategy="cos"
             )
+        elif hp.scheduler == "linear":
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / steps))
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
