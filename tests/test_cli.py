@@ -218,6 +218,20 @@ METHOD_ARGS = {
     "clip-zeroshot": ["--model.clip_arch", "FERZoo-Tiny"],
     "clip-linear": ["--model.clip_arch", "FERZoo-Tiny"],
     "lanet": ["--model.queue_size", "64", "--data.sampler", "progressive"],
+    "lacovl": [
+        "--model.pyramid",
+        "resnet18",
+        "--model.dim",
+        "32",
+        "--model.heads",
+        "2",
+        "--model.clip_arch",
+        "FERZoo-Tiny",
+        "--model.landmark_input",
+        "32",
+        "--data.positive_pairs",
+        "true",
+    ],
 }
 
 
@@ -311,3 +325,74 @@ def test_lanet_under_ddp_with_label_noise(tmp_path):
     assert (
         ckpt["state_dict"]["bank"].shape == (64, 7) and int(ckpt["state_dict"]["queue_ptr"]) == 64
     )  # 2 steps x global batch 32
+
+
+@pytest.mark.ddp
+def test_lacovl_fast_dev_run_under_ddp(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "fer_zoo",
+        "fit",
+        "--model",
+        "lacovl",
+        "--data",
+        "synthetic",
+        *TINY,
+        *METHOD_ARGS["lacovl"],
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.fast_dev_run",
+        "true",
+        "--run_dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_pretrained_landmark_network_feeds_lacovl(tmp_path):
+    main(
+        [
+            "pretrain-landmarks",
+            "--data",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--image_size",
+            "32",
+            "--batch_size",
+            "16",
+            "--num_workers",
+            "0",
+            "--out",
+            str(tmp_path / "lm"),
+            "--data_options",
+            "num_train=64",
+            "num_val=32",
+            "num_test=32",
+            "synth_size=32",
+        ]
+    )
+    report = json.loads((tmp_path / "lm" / "pretrain_report.json").read_text())
+    assert report["val_nme"] is not None and report["val_nme"] > 0
+    weights = tmp_path / "lm" / "landmark_net.pt"
+    main(
+        [
+            "fit",
+            "--model",
+            "lacovl",
+            "--data",
+            "synthetic",
+            *TINY,
+            *METHOD_ARGS["lacovl"],
+            "--model.landmark_weights",
+            str(weights),
+            "--trainer.fast_dev_run",
+            "true",
+            "--run_dir",
+            str(tmp_path / "f"),
+        ]
+    )

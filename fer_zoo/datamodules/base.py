@@ -46,6 +46,7 @@ class FERDataModule(L.LightningDataModule):
         label_noise: float = 0.0,
         noise_type: str = "symmetric",
         noise_seed: int = 0,
+        positive_pairs: bool = False,
     ) -> None:
         """Configure loading.
 
@@ -68,6 +69,8 @@ class FERDataModule(L.LightningDataModule):
                 clean). The clean labels are kept for analysis and the noisy set is saved with the run.
             noise_type: ``symmetric`` or ``asymmetric`` (see :mod:`fer_zoo.datasets.noise`).
             noise_seed: seed of the corruption (independent of the training seed).
+            positive_pairs: training samples also carry ``positive_image``, a random other image of
+                the same class (cross-similarity learning, e.g. LaCoVL-FER).
         """
         super().__init__()
         # Stored in checkpoints, so `fer-zoo predict` can reuse the training input size.
@@ -91,6 +94,7 @@ class FERDataModule(L.LightningDataModule):
         if noise_type not in NOISE_TYPES:
             raise ValueError(f"data.noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
         self.label_noise, self.noise_type, self.noise_seed = label_noise, noise_type, noise_seed
+        self.positive_pairs = positive_pairs
         self.datasets: dict[str, FERDataset] = {}
 
     # --- what the model needs to know -------------------------------------------------
@@ -137,6 +141,10 @@ class FERDataModule(L.LightningDataModule):
     # --- loaders ----------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:
         data = self.dataset(split)
+        if train and self.positive_pairs:
+            from fer_zoo.datasets.pairs import PositivePairs
+
+            data = PositivePairs(data, seed=torch.initial_seed() % 2**31)
         sampler = None
         if train and self.sampler != "none":
             epochs = 0 if self.sampler == "class_balanced" else self.progressive_epochs

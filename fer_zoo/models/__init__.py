@@ -4,7 +4,8 @@ from fer_zoo.models.base import FERTask
 from fer_zoo.models.baseline import Baseline
 from fer_zoo.models.clip_baselines import CLIPLinearProbe, CLIPZeroShot
 from fer_zoo.models.e2n import E2N
+from fer_zoo.models.lacovl import LaCoVL
 from fer_zoo.models.lanet import LANet
 from fer_zoo.models.mpa import MPA
 
-__all__ = ["E2N", "MPA", "LANet", "Baseline", "CLIPLinearProbe", "CLIPZeroShot", "FERTask"]
+__all__ = ["E2N", "MPA", "LANet", "LaCoVL", "Baseline", "CLIPLinearProbe", "CLIPZeroShot", "FERTask"]

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from fer_zoo.metrics import class_metrics, scalar_metrics
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("onecycle", "cosine", "linear", "none")
+SCHEDULERS = ("onecycle", "cosine", "linear", "exponential", "none")
 
 
 class FERTask(L.LightningModule):
@@ -37,6 +37,7 @@ class FERTask(L.LightningModule):
         scheduler: str = "onecycle",
         warmup_pct: float = 0.1,
         label_smoothing: float = 0.0,
+        lr_gamma: float = 0.98,
     ) -> None:
         """Configure the task.
 
@@ -48,7 +49,9 @@ class FERTask(L.LightningModule):
             weight_decay: decoupled (AdamW) or L2 (SGD, Adam) weight decay.
             momentum: SGD momentum.
             scheduler: ``onecycle`` (warm-up then cosine, per step), ``cosine`` (per step, no
-                warm-up), ``linear`` (from ``lr`` down to 0, per step) or ``none``.
+                warm-up), ``linear`` (from ``lr`` down to 0, per step), ``exponential`` (``lr_gamma``
+                per epoch, applied smoothly per step) or ``none``.
+            lr_gamma: per-epoch decay of the ``exponential`` schedule.
             warmup_pct: share of steps spent warming up (onecycle).
             label_smoothing: cross-entropy label smoothing.
         """
@@ -95,13 +98,17 @@ class FERTask(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One optimisation step."""
         loss, logits, extra = self.training_loss(batch)
+        self.log_training(batch, loss, logits, extra)
+        return loss
+
+    def log_training(self, batch: dict[str, Any], loss: Tensor, logits: Tensor, extra: dict[str, Tensor]) -> None:
+        """Log the loss, training accuracy and named loss terms of a step."""
         self.train_acc(logits.detach(), batch["label"])
         size = len(batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
         for name, value in extra.items():
             self.log(f"train/{name}", value, batch_size=size)
-        return loss
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         logits = self(batch["image"])
@@ -179,6 +186,9 @@ class FERTask(L.LightningModule):
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr=hp.lr, total_steps=steps, pct_start=hp.warmup_pct, anneal_strategy="cos"
             )
+        elif hp.scheduler == "exponential":
+            per_epoch = steps / max(int(self.trainer.max_epochs or 1), 1)
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp.lr_gamma ** (1.0 / max(per_epoch, 1.0)))
         elif hp.scheduler == "linear":
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / steps))
         else:

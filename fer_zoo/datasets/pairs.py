@@ -1,0 +1,54 @@
+"""Anchor/positive pairs for cross-similarity learning (QCS's ``fetch_positive``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+
+class PositivePairs(Dataset):
+    """Each sample also carries ``positive_image``: another training image of the same class.
+
+    The positive is drawn uniformly among the other samples with the same label (the sample
+    itself when it is alone in its class), freshly at every access, so each epoch sees new pairs.
+    """
+
+    def __init__(self, dataset: Any, seed: int = 0) -> None:
+        """Wrap ``dataset`` (a :class:`~fer_zoo.datasets.base.FERDataset`)."""
+        self.dataset = dataset
+        self.rng = np.random.default_rng(seed)
+        labels = np.asarray(dataset.labels)
+        self.members = {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the wrapped dataset (samplers use them)."""
+        return self.dataset.labels
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (summary, manifest, classes...) is the wrapped dataset's.
+        if name in ("dataset", "rng", "members"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __len__(self) -> int:
+        """Number of anchors."""
+        return len(self.dataset)
+
+    def positive_index(self, index: int) -> int:
+        """A random other index of the same class (``index`` itself when the class has one sample)."""
+        members = self.members[int(self.dataset.labels[index])]
+        if len(members) == 1:
+            return index
+        choice = int(members[self.rng.integers(len(members) - 1)])
+        return choice if choice != index else int(members[-1])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The anchor sample plus ``positive_image`` and ``positive_index``."""
+        sample = dict(self.dataset[index])
+        positive = self.positive_index(index)
+        sample["positive_image"] = self.dataset[positive]["image"]
+        sample["positive_index"] = positive
+        return sample

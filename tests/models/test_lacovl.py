@@ -1,0 +1,110 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fer_zoo.models import LaCoVL
+from fer_zoo.models.components.lacovl import BGCA, CrossSimilarityAttention, LandmarkNet
+from fer_zoo.models.lacovl import in_batch_positives
+
+NAMES = ["happiness", "neutral", "anger"]
+TINY = {"pyramid": "resnet18", "dim": 32, "heads": 2, "clip_arch": "FERZoo-Tiny", "landmark_input": 64}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return LaCoVL(num_classes=3, class_names=NAMES, **TINY)
+
+
+def test_in_batch_positives_share_the_label_and_avoid_self():
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    for _ in range(5):
+        pos = in_batch_positives(labels)
+        assert torch.equal(labels[pos], labels)
+        assert pos[3] == 3  # alone in its class
+        assert all(pos[i] != i for i in (0, 1, 2, 4, 5))
+
+
+def test_cross_similarity_weights_are_symmetric_for_a_self_pair():
+    torch.manual_seed(0)
+    block = CrossSimilarityAttention(8)
+    block.ffn_p.load_state_dict(block.ffn_a.state_dict())
+    x = torch.randn(2, 5, 8)
+    a, p = block(x, x)
+    assert torch.allclose(a, p, atol=1e-6) and a.shape == x.shape
+
+
+def test_bgca_starts_close_to_its_input_gate_mix():
+    torch.manual_seed(0)
+    block = BGCA(16, heads=2)
+    x, lm = torch.randn(2, 9, 16), torch.randn(2, 9, 16)
+    assert block(x, lm).shape == x.shape
+
+
+def test_loss_is_the_figures_average_and_inference_uses_the_self_pair(model):
+    torch.manual_seed(1)
+    batch = {"image": torch.randn(4, 3, 48, 48), "label": torch.tensor([0, 1, 0, 2])}
+    loss, logits, extra = model.training_loss(batch)
+    expected = 0.25 * (extra["ce_vis_a"] + extra["ce_vis_p"] + extra["ce_sem_a"] + extra["ce_sem_p"])
+    assert torch.allclose(loss.detach(), expected) and logits.shape == (4, 3)
+    assert torch.equal(batch["image"][batch["in_batch_positive"]][2], batch["image"][0])
+    model.eval()
+    with torch.no_grad():
+        patches, _ = model.encode(batch["image"][:2])
+        assert torch.allclose(model(batch["image"][:2]), model.cross(patches, patches)[0], atol=1e-5)
+    model.train()
+
+
+def test_frozen_parts_get_no_gradient_and_landmark_net_stays_in_eval(model):
+    model.train()
+    assert not model.landmark_net.training
+    model.zero_grad(set_to_none=True)
+    batch = {
+        "image": torch.randn(4, 3, 48, 48),
+        "label": torch.tensor([0, 1, 0, 2]),
+        "positive_image": torch.randn(4, 3, 48, 48),
+    }
+    model.training_loss(batch)[0].backward()
+    assert all(p.grad is None for p in model.landmark_net.parameters())
+    assert all(p.grad is None for p in model.clip.parameters())
+    assert model.alpha.grad is not None and model.pyramid.stages[0][0].conv1.weight.grad is not None
+
+
+def test_landmark_weights_load_from_a_pretrained_file(tmp_path):
+    torch.manual_seed(3)
+    net = LandmarkNet(64)
+    torch.save(net.state_dict(), tmp_path / "landmark_net.pt")
+    model = LaCoVL(num_classes=3, class_names=NAMES, landmark_weights=str(tmp_path / "landmark_net.pt"), **TINY)
+    assert torch.equal(model.landmark_net.head[-1].weight, net.head[-1].weight)
+
+
+def test_fusion_returns_log_probabilities():
+    torch.manual_seed(0)
+    model = LaCoVL(num_classes=3, class_names=NAMES, inference="fusion", fusion_weight=1.0, **TINY).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 48, 48))
+    assert torch.allclose(out.exp().sum(1), torch.full((2,), 2.0), atol=1e-4)  # two distributions summed
+    with pytest.raises(ValueError, match="model.inference"):
+        LaCoVL(num_classes=3, class_names=NAMES, inference="mean", **TINY)
+
+
+def test_positive_pairs_dataset_draws_the_same_class():
+    from fer_zoo.datamodules import SyntheticDataModule
+
+    dm = SyntheticDataModule(
+        num_train=40,
+        num_val=8,
+        num_test=8,
+        synth_size=32,
+        image_size=32,
+        num_workers=0,
+        batch_size=8,
+        positive_pairs=True,
+    )
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batch = next(iter(loader))
+    labels = torch.as_tensor(dm.dataset("train").labels)
+    assert torch.equal(labels[batch["positive_index"]], batch["label"])
+    assert batch["positive_image"].shape == batch["image"].shape
+    assert F.mse_loss(batch["positive_image"], batch["image"]) > 0
