@@ -184,30 +184,39 @@ def test_wandb_offline_run_logs_test_tables(fitted, tmp_path, monkeypatch):
     assert per_class["columns"] == ["class", "accuracy", "support"] and len(per_class["data"]) == 7
 
 
-@pytest.mark.ddp
-def test_ddp_two_cpu_processes(tmp_path):
+def run_ddp(
+    tmp_path,
+    model,
+    *args,
+    limit=("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"),
+):
+    """Fit ``model`` on the tiny synthetic set with DDP on 2 CPU processes; assert it exits 0."""
     cmd = [
         sys.executable,
         "-m",
         "fer_zoo",
-        *baseline(
-            "fit",
-            "--trainer.strategy",
-            "ddp",
-            "--trainer.devices",
-            "2",
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--trainer.limit_val_batches",
-            "1",
-            "--run_dir",
-            str(tmp_path),
-        ),
+        "fit",
+        "--model",
+        model,
+        "--data",
+        "synthetic",
+        *TINY,
+        *args,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        *limit,
+        "--run_dir",
+        str(tmp_path),
     ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.ddp
+def test_ddp_two_cpu_processes(tmp_path):
+    run_ddp(tmp_path, "baseline")
     report = json.loads((tmp_path / "fit_report.json").read_text())
     assert report["world_size"] == 2
 
@@ -257,69 +266,16 @@ def test_methods_fit_and_test(model, tmp_path):
 
 @pytest.mark.ddp
 def test_mpa_prototypes_under_ddp(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "fer_zoo",
-        "fit",
-        "--model",
-        "mpa",
-        "--data",
-        "synthetic",
-        *TINY,
-        "--model.clip_arch",
-        "FERZoo-Tiny",
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.devices",
-        "2",
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        "--run_dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp(tmp_path, "mpa", "--model.clip_arch", "FERZoo-Tiny")
     ckpt = torch.load(best_checkpoint(tmp_path), map_location="cpu", weights_only=False)
     assert bool(ckpt["state_dict"]["prototypes_ready"]) and ckpt["state_dict"]["prototypes"].abs().sum() > 0
 
 
 @pytest.mark.ddp
 def test_lanet_under_ddp_with_label_noise(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "fer_zoo",
-        "fit",
-        "--model",
-        "lanet",
-        "--data",
-        "synthetic",
-        *TINY,
-        "--model.queue_size",
-        "96",
-        "--data.label_noise",
-        "0.2",
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.devices",
-        "2",
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        "--run_dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = list(csv.DictReader(open(tmp_path / "train_labels_noisy.csv")))
+    run_ddp(tmp_path, "lanet", "--model.queue_size", "96", "--data.label_noise", "0.2")
+    with open(tmp_path / "train_labels_noisy.csv") as handle:
+        rows = list(csv.DictReader(handle))
     assert len(rows) == 64 and any(r["noisy_label"] != r["clean_label"] for r in rows)
     ckpt = torch.load(best_checkpoint(tmp_path), map_location="cpu", weights_only=False)
     assert (
@@ -329,28 +285,7 @@ def test_lanet_under_ddp_with_label_noise(tmp_path):
 
 @pytest.mark.ddp
 def test_lacovl_fast_dev_run_under_ddp(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "fer_zoo",
-        "fit",
-        "--model",
-        "lacovl",
-        "--data",
-        "synthetic",
-        *TINY,
-        *METHOD_ARGS["lacovl"],
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.devices",
-        "2",
-        "--trainer.fast_dev_run",
-        "true",
-        "--run_dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp(tmp_path, "lacovl", *METHOD_ARGS["lacovl"], limit=("--trainer.fast_dev_run", "true"))
 
 
 def test_pretrained_landmark_network_feeds_lacovl(tmp_path):
