@@ -117,7 +117,9 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
         "--trainer.strategy",
         "auto",
     ]
-    run(test_cmd, run_dir / "test.log")
+    report = test_dir / "test_report.json"
+    if args.retest or not report.exists() or report.stat().st_mtime < Path(best).stat().st_mtime:
+        run(test_cmd, run_dir / "test.log")
     test = json.loads((test_dir / "test_report.json").read_text())
     publish(dataset, model, seed, fit_dir, test_dir, fit_cmd, test_cmd)
     return {
@@ -219,6 +221,8 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         f"Per-run curves, reports, configs and commands: `benchmarks/results/{dataset}/<model>/s<seed>/`.",
         "",
     ]
+    if args.note:
+        lines += [Path(args.note).read_text().strip(), ""]
     text = "\n".join(lines)
     (out / f"{dataset}.md").write_text(text)
     return text
@@ -242,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="extra CLI option for fit and test, e.g. data.num_train=500 (repeatable)",
     )
+    p.add_argument("--retest", action="store_true", help="test again even when a current test report exists")
+    p.add_argument("--note", default=None, help="markdown file whose text is appended to the table (provenance)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench"), help="where run folders go")
     p.add_argument("--results", default=str(RESULTS), help="where tables, curves and reports are written")
     args = p.parse_args(argv)

@@ -167,9 +167,31 @@ class PackedImages:
         finally:
             if tmp.exists():
                 tmp.unlink()
-        meta_path.write_text(
-            json.dumps(
-                {"files": len(files), "shape": shape, "bad": bad, "bad_files": [str(files[i]) for i in bad]}, indent=1
-            )
-        )
+        meta = {"files": len(files), "shape": shape, "bad": bad, "bad_files": [str(files[i]) for i in bad]}
+        meta_path.write_text(json.dumps({**meta, "sha1": _file_sha1(path)}, indent=1))
         return cls(np.memmap(path, dtype=np.uint8, mode="r", shape=shape), bad, path)
+
+    @staticmethod
+    def content_digest(path: str | Path) -> str:
+        """SHA-1 of a packed file's pixels, stored in its metadata on first use.
+
+        Unlike the cache key (file paths, sizes and mtimes), it survives a copy or move of the
+        dataset, so caches derived from the pixels (e.g. MediaPipe landmarks) are kept.
+        """
+        path = Path(path)
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text())
+        if "sha1" not in meta:
+            meta["sha1"] = _file_sha1(path)
+            tmp = meta_path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(meta, indent=1))
+            os.replace(tmp, meta_path)
+        return meta["sha1"]
+
+
+def _file_sha1(path: Path, block: int = 1 << 24) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()

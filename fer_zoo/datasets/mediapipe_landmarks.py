@@ -1,7 +1,7 @@
 """MediaPipe FaceMesh landmarks for a whole dataset split, detected once and cached beside its packed images.
 
 ``fer-zoo landmarks --data ferplus --data.root PATH`` runs :func:`build` on every split. The cache
-file ``<packed images>.mediapipe-<key>.npz`` holds, per packed row:
+file ``<dataset>-<split>.mediapipe-<key>.npz`` beside the packed images holds, per packed row:
 
 - ``points``: float32 ``(N, 478, 3)``; x and y are pixels of the stored image, z is in the same
   scale; NaN where no face was found;
@@ -17,8 +17,7 @@ ones are tried. ``benchmarks/landmarks.py`` measures the detection rate of these
 
 Work is split into chunks processed by a pool of processes (one per core). Finished chunks
 are kept in a side folder, so an interrupted run resumes where it stopped. A cache whose key
-(the packed file, its size and mtime, and the detector settings) matches is reused without
-detection.
+(the packed pixels' SHA-1 and the detector settings) matches is reused without detection.
 """
 
 from __future__ import annotations
@@ -128,10 +127,17 @@ class MeshDetector:
 
 # --- cache -----------------------------------------------------------------------------
 def cache_path(packed_path: Path, settings: DetectorSettings) -> Path:
-    """Where the landmarks of a packed image file are cached (beside it)."""
-    stat = packed_path.stat()
-    digest = hashlib.sha1(f"{packed_path.name}|{stat.st_size}|{stat.st_mtime_ns}|{settings.key()}".encode())
-    return packed_path.with_name(f"{packed_path.stem}.mediapipe-{digest.hexdigest()[:12]}.npz")
+    """Where the landmarks of a packed image file are cached (beside it).
+
+    The key is the packed pixels' content digest and the detector settings, so a copied or
+    re-mounted dataset (new mtimes, hence a new packed file) reuses its landmarks.
+    """
+    from fer_zoo.datasets.cache import PackedImages
+
+    packed_path = Path(packed_path)
+    digest = hashlib.sha1(f"{PackedImages.content_digest(packed_path)}|{settings.key()}".encode())
+    prefix = packed_path.stem.rsplit("-", 1)[0]  # drop the packed file's own key
+    return packed_path.with_name(f"{prefix}.mediapipe-{digest.hexdigest()[:12]}.npz")
 
 
 @dataclass

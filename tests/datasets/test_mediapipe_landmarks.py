@@ -100,3 +100,25 @@ def test_missing_cache_names_the_command(ferplus_faces, tmp_path):
     dm = FERPlusDataModule(root=str(ferplus_faces), cache_dir=str(tmp_path), landmarks="mediapipe", num_workers=0)
     with pytest.raises(FileNotFoundError, match="fer-zoo landmarks --data ferplus"):
         dm.dataset("test")
+
+
+def test_copied_dataset_reuses_landmarks(ferplus_faces, tmp_path, monkeypatch):
+    """New mtimes give a new packed file, but the landmark cache is keyed by the pixels, so it is kept."""
+    import os
+    import shutil
+
+    data = _val(ferplus_faces, tmp_path)
+    cache = mpl.build(data.packed_path, data.images.shape, workers=1, chunk=8)
+    copy = tmp_path / "copy"
+    shutil.copytree(ferplus_faces, copy)
+    for png in (copy / "FER2013Valid").glob("*.png"):
+        os.utime(png, (1e9, 1e9))
+    moved = _val(copy, tmp_path)
+    assert moved.packed_path != data.packed_path
+    monkeypatch.setattr(mpl, "_detect_chunk", lambda job: pytest.fail("the copied dataset must reuse the landmarks"))
+    again = mpl.build(moved.packed_path, moved.images.shape, workers=1, chunk=8)
+    assert again.path == cache.path and np.array_equal(again.found, cache.found)
+    # different pixels: a different cache
+    Image.new("L", (48, 48), 7).save(moved.manifest.files[-1])
+    changed = _val(copy, tmp_path)
+    assert mpl.cache_path(changed.packed_path, mpl.DetectorSettings()) != cache.path
