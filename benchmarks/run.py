@@ -205,9 +205,11 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
     ]
     for model, group in frame.groupby("model", sort=False):
         fmt = lambda c: f"{100 * group[c].mean():.2f} ± {100 * group[c].std(ddof=0):.2f}"  # noqa: E731
+        rate = group["train_img_per_s"].mean()
+        speed = "no training" if pd.isna(rate) else f"{rate:.0f}"
         lines.append(
             f"| {model} | {','.join(map(str, group['seed']))} | {fmt('acc')} | {fmt('mca')} | {fmt('f1_macro')} "
-            f"| {group['params_M'].iloc[0]:.2f} | {group['train_img_per_s'].mean():.0f} |"
+            f"| {group['params_M'].iloc[0]:.2f} | {speed} |"
         )
     lines += ["", "Per-class test accuracy (%):", ""]
     names = list(rows[0]["per_class_acc"])

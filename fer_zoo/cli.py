@@ -243,7 +243,7 @@ def _pretrain_landmarks(args: list[str]) -> None:
     import lightning as L
     import torch
 
-    from fer_zoo.models.landmark_pretrain import LandmarkPretrainer
+    from fer_zoo.models.landmark_pretrain import LandmarkPretrainer, mean_shape_nme
 
     p = argparse.ArgumentParser(
         prog="fer-zoo pretrain-landmarks",
@@ -288,6 +288,8 @@ def _pretrain_landmarks(args: list[str]) -> None:
         devices=1,
     )
     trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+    if getattr(model, "last_nme", None) is None:  # a finished run was resumed: nothing was validated
+        trainer.validate(model, datamodule=dm, verbose=False)
     torch.save(model.net.state_dict(), out / "landmark_net.pt")
     report = {
         "data": opts.data,
@@ -295,6 +297,7 @@ def _pretrain_landmarks(args: list[str]) -> None:
         "epochs": opts.epochs,
         "image_size": opts.image_size,
         "val_nme": getattr(model, "last_nme", None),
+        "val_nme_mean_shape": mean_shape_nme(dm.dataset("train"), dm.dataset("val")),
         "weights": str(out / "landmark_net.pt"),
     }
     (out / "pretrain_report.json").write_text(json.dumps(report, indent=1))

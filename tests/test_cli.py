@@ -312,7 +312,7 @@ def test_pretrained_landmark_network_feeds_lacovl(tmp_path):
         ]
     )
     report = json.loads((tmp_path / "lm" / "pretrain_report.json").read_text())
-    assert report["val_nme"] is not None and report["val_nme"] > 0
+    assert report["val_nme"] is not None and report["val_nme"] > 0 and report["val_nme_mean_shape"] > 0
     weights = tmp_path / "lm" / "landmark_net.pt"
     main(
         [

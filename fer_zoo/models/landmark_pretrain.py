@@ -66,3 +66,23 @@ class LandmarkPretrainer(L.LightningModule):
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def mean_shape_nme(train: Any, val: Any) -> float:
+    """NME (inter-ocular) of predicting the training set's mean shape for every validation image.
+
+    The no-learning reference for :class:`LandmarkPretrainer`'s ``val/nme``: a network that is
+    genuinely pretrained must beat it. Both datasets are :class:`~fer_zoo.datasets.base.FERDataset`
+    with 68 landmarks in stored-image pixels; only images with a face count.
+    """
+    import numpy as np
+
+    def normalised(data: Any) -> np.ndarray:
+        height, width = data.images.shape[1:3]
+        points = data.manifest.landmarks / np.array([width, height], dtype=np.float32)
+        return points if data.landmark_found is None else points[data.landmark_found]
+
+    mean = normalised(train).mean(0)
+    target = normalised(val)
+    iod = np.linalg.norm(target[:, 36] - target[:, 45], axis=-1).clip(1e-6)
+    return float((np.linalg.norm(target - mean, axis=-1).mean(1) / iod).mean())
