@@ -18,10 +18,10 @@ from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger
 
 from fer_zoo import registry
 from fer_zoo.callbacks import PredictionCSVWriter, RunReport, ThroughputMonitor
+from fer_zoo.loggers import RunCSVLogger
 
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
 
@@ -120,7 +120,7 @@ class FerZooCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         extra: dict[str, Any] = {"default_root_dir": str(run_dir)}
         if trainer_config.get("logger") in (None, True):
-            loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+            loggers = [RunCSVLogger(str(run_dir), resume=sub == "fit" and bool(config.get("ckpt_path")))]
             chosen = config.get("wandb", "offline")
             # --wandb disabled always wins; otherwise WANDB_MODE (e.g. set by tests or CI) overrides the option.
             mode = "disabled" if chosen == "disabled" else os.environ.get("WANDB_MODE", chosen)
@@ -282,7 +282,7 @@ def _pretrain_landmarks(args: list[str]) -> None:
     trainer = L.Trainer(
         max_epochs=opts.epochs,
         default_root_dir=str(out),
-        logger=CSVLogger(str(out), name="", version=""),
+        logger=RunCSVLogger(str(out), resume=last.is_file()),
         callbacks=[ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0)],
         enable_model_summary=False,
         devices=1,

@@ -109,9 +109,13 @@ def test_interrupted_fit_resumes_from_last_checkpoint(tmp_path):
     assert not (tmp_path / "a" / "fit_report.json").exists()
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == 0
-    main([*args, "--ckpt_path", str(last), "--run_dir", str(tmp_path / "b")])
-    report = json.loads((tmp_path / "b" / "fit_report.json").read_text())
+    main([*args, "--ckpt_path", str(last), "--run_dir", str(tmp_path / "a")])
+    report = json.loads((tmp_path / "a" / "fit_report.json").read_text())
     assert report["epochs"] == 2 and report["global_step"] == 8
+    # the curve of the epoch before the interruption is kept in the same run folder
+    with open(tmp_path / "a" / "metrics.csv") as handle:
+        epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("val/acc")}
+    assert epochs == {"0", "1"}
 
 
 def predictions(run_dir):
