@@ -47,8 +47,7 @@ class LandmarkPretrainer(L.LightningModule):
         """Accumulate the NME over images with a detected face."""
         target, valid = self._targets(batch)
         pred = self.net(batch["image"])
-        iod = (target[:, 36] - target[:, 45]).norm(dim=-1).clamp_min(1e-6)
-        nme = (pred - target).norm(dim=-1).mean(1) / iod
+        nme = inter_ocular_nme(pred, target)
         keep = valid > 0
         self.nme_sum += float(nme[keep].sum())
         self.nme_count += int(keep.sum())
@@ -82,7 +81,12 @@ def mean_shape_nme(train: Any, val: Any) -> float:
         points = data.manifest.landmarks / np.array([width, height], dtype=np.float32)
         return points if data.landmark_found is None else points[data.landmark_found]
 
-    mean = normalised(train).mean(0)
-    target = normalised(val)
-    iod = np.linalg.norm(target[:, 36] - target[:, 45], axis=-1).clip(1e-6)
-    return float((np.linalg.norm(target - mean, axis=-1).mean(1) / iod).mean())
+    target = torch.from_numpy(normalised(val))
+    mean = torch.from_numpy(normalised(train).mean(0))
+    return float(inter_ocular_nme(mean.expand_as(target), target).mean())
+
+
+def inter_ocular_nme(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-image mean point error over the outer-eye-corner distance (iBUG 36, 45): ``(B, 68, 2)`` -> ``(B,)``."""
+    iod = (target[:, 36] - target[:, 45]).norm(dim=-1).clamp_min(1e-6)
+    return (pred - target).norm(dim=-1).mean(1) / iod
