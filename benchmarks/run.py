@@ -185,6 +185,14 @@ def plot_curves(metrics_csv: Path, out: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _display(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (for portable notes)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: list[str]) -> str:
     """Write ``<dataset>.csv`` (one row per run) and ``<dataset>.md`` (mean ± std per model)."""
     out = Path(RESULTS)
@@ -220,7 +228,7 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         )
     lines += [
         "",
-        f"Per-run curves, reports, configs and commands: `benchmarks/results/{dataset}/<model>/s<seed>/`.",
+        f"Per-run curves, reports, configs and commands: `{_display(out)}/{dataset}/<model>/s<seed>/`.",
         "",
     ]
     if args.note:
