@@ -8,7 +8,9 @@ read from the runs' own report files and written to ``benchmarks/results/<datase
 with per-run curves and reports under ``benchmarks/results/<dataset>/``.
 
 A run whose fit report exists is not re-fitted; an interrupted fit resumes from its
-``last.ckpt``.
+``last.ckpt``. LaCoVL-FER's frozen landmark extractor is pretrained first (``fer-zoo
+pretrain-landmarks``, once per dataset, shared by all seeds) unless the config or an
+``--override model.init_args.landmark_weights=...`` names weights.
 
 Usage:
     python -m benchmarks.run --dataset synthetic
@@ -33,6 +35,8 @@ from fer_zoo import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("test/acc", "test/mca", "test/f1_macro")
+LANDMARK_NET_MODELS = ("lacovl",)  # models with a frozen landmark extractor that must be pretrained
+SAME_IMAGES = ("num_train", "num_val", "num_test", "synth_size", "seed", "label_mode")  # data options naming images
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -54,6 +58,66 @@ def override_args(overrides: list[str]) -> list[str]:
             raise SystemExit(f"--override expects KEY=VALUE (e.g. data.num_train=500), got {item!r}")
         out += [f"--{key}", value]
     return out
+
+
+def _fer_zoo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fer_zoo", *args]
+
+
+def _portable(cmd: list[str]) -> str:
+    return shlex.join(cmd).replace(sys.executable, "python").replace(f"{ROOT}/", "")
+
+
+def experiment_settings(dataset: str, model: str, overrides: list[str]) -> dict[str, object]:
+    """The experiment config's model and data options as ``{"model.x": v, "data.y": v}``, overrides applied."""
+    import yaml
+
+    experiment = ROOT / "experiments" / dataset / f"{model}.yaml"
+    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    settings = {}
+    for group in ("model", "data"):
+        section = config.get(group) or {}
+        for key, value in (section.get("init_args") or {}).items():
+            settings[f"{group}.{key}"] = value
+    for item in overrides:
+        key, _, value = item.partition("=")
+        settings[key.replace(".init_args.", ".")] = value
+    return settings
+
+
+def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Namespace) -> list[list[str]]:
+    """Pretrain the frozen landmark extractor a model needs, unless weights are named.
+
+    Returns:
+        The commands that made the weights (empty when none were needed); the fit and test
+        arguments that use them are appended to ``common``.
+    """
+    if model not in LANDMARK_NET_MODELS:
+        return []
+    settings = experiment_settings(dataset, model, args.override)
+    if settings.get("model.landmark_weights"):
+        return []
+    out = Path(args.runs) / dataset / "landmark_net"
+    cmd = _fer_zoo("pretrain-landmarks", "--data", dataset, "--epochs", str(args.landmark_epochs), "--out", str(out))
+    cmd += ["--image_size", str(settings.get("model.landmark_input", 112))]
+    if args.data_root:
+        cmd += ["--data.root", args.data_root]
+    if "data.num_workers" in settings:
+        cmd += ["--num_workers", str(settings["data.num_workers"])]
+    # Pretrain on the same images the model will see (same generator sizes and seed, same label set).
+    same_images = [f"{k[5:]}={v}" for k, v in settings.items() if k[5:] in SAME_IMAGES and k.startswith("data.")]
+    if same_images:
+        cmd += ["--data_options", *same_images]
+    if not (out / "pretrain_report.json").exists():
+        run(cmd, out / "pretrain.log")
+    results = Path(RESULTS) / dataset / "landmark_net"
+    results.mkdir(parents=True, exist_ok=True)
+    for name in ("pretrain_report.json", "metrics.csv"):
+        if (out / name).exists():
+            shutil.copy(out / name, results / name)
+    (results / "commands.sh").write_text("# run from the repository root\n" + _portable(cmd) + "\n")
+    common += ["--model.landmark_weights", str(out / "landmark_net.pt")]
+    return [cmd]
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -79,18 +143,9 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     """Fit (or resume) one model and seed, then test its best checkpoint on one device."""
     run_dir = Path(args.runs) / dataset / model / f"s{seed}"
     common = base_args(dataset, model, args.data_root) + override_args(args.override)
+    setup_cmds = landmark_net(dataset, model, common, args)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
-    fit_cmd = [
-        sys.executable,
-        "-m",
-        "fer_zoo",
-        "fit",
-        *common,
-        "--seed_everything",
-        str(seed),
-        "--run_dir",
-        str(fit_dir),
-    ]
+    fit_cmd = _fer_zoo("fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir))
     if args.epochs:
         fit_cmd += ["--trainer.max_epochs", str(args.epochs)]
     if args.devices > 1:
@@ -102,10 +157,7 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
         run(fit_cmd, run_dir / "fit.log")
     fit = json.loads((fit_dir / "fit_report.json").read_text())
     best = fit["best_model_path"] or fit["last_model_path"]
-    test_cmd = [
-        sys.executable,
-        "-m",
-        "fer_zoo",
+    test_cmd = _fer_zoo(
         "test",
         *common,
         "--ckpt_path",
@@ -116,12 +168,12 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
         "1",
         "--trainer.strategy",
         "auto",
-    ]
+    )
     report = test_dir / "test_report.json"
     if args.retest or not report.exists() or report.stat().st_mtime < Path(best).stat().st_mtime:
         run(test_cmd, run_dir / "test.log")
     test = json.loads((test_dir / "test_report.json").read_text())
-    publish(dataset, model, seed, fit_dir, test_dir, fit_cmd, test_cmd)
+    publish(dataset, model, seed, fit_dir, test_dir, [*setup_cmds, fit_cmd, test_cmd])
     return {
         "dataset": dataset,
         "model": model,
@@ -137,9 +189,7 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     }
 
 
-def publish(
-    dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, fit_cmd: list[str], test_cmd: list[str]
-) -> None:
+def publish(dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, cmds: list[list[str]]) -> None:
     """Copy a run's curves, reports and commands under benchmarks/results/<dataset>/<model>/s<seed>/."""
     out = Path(RESULTS) / dataset / model / f"s{seed}"
     out.mkdir(parents=True, exist_ok=True)
@@ -153,8 +203,7 @@ def publish(
     ):
         if src.exists():
             shutil.copy(src, out / name)
-    portable = [shlex.join(c).replace(sys.executable, "python").replace(f"{ROOT}/", "") for c in (fit_cmd, test_cmd)]
-    (out / "commands.sh").write_text("# run from the repository root\n" + "\n".join(portable) + "\n")
+    (out / "commands.sh").write_text("# run from the repository root\n" + "\n".join(map(_portable, cmds)) + "\n")
     plot_curves(out / "fit_metrics.csv", out / "curves.png", f"{model} on {dataset} (seed {seed})")
 
 
@@ -255,6 +304,9 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="extra CLI option for fit and test, e.g. data.num_train=500 (repeatable)",
+    )
+    p.add_argument(
+        "--landmark-epochs", type=int, default=5, help="epochs of fer-zoo pretrain-landmarks for LaCoVL's extractor"
     )
     p.add_argument("--retest", action="store_true", help="test again even when a current test report exists")
     p.add_argument("--note", default=None, help="markdown file whose text is appended to the table (provenance)")

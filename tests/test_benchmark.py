@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -41,3 +42,32 @@ def test_benchmark_runner_end_to_end(tmp_path):
     markdown = (tmp_path / "results" / "synthetic.md").read_text()
     assert "| baseline | 0 |" in markdown and "single-device" in markdown
     assert (tmp_path / "results" / "synthetic" / "baseline" / "s0" / "curves.png").exists()
+
+
+def test_benchmark_pretrains_lacovl_landmark_network(tmp_path):
+    tiny = {
+        "data.num_train": 64,
+        "data.num_val": 32,
+        "data.num_test": 32,
+        "data.image_size": 32,
+        "data.synth_size": 32,
+        "data.num_workers": 0,
+        "model.pyramid": "resnet18",
+        "model.dim": 32,
+        "model.heads": 2,
+        "model.clip_arch": "FERZoo-Tiny",
+        "model.landmark_input": 32,
+    }
+    cmd = [sys.executable, "-m", "benchmarks.run", "--dataset", "synthetic", "--models", "lacovl", "--epochs", "1"]
+    cmd += ["--landmark-epochs", "1", "--runs", str(tmp_path), "--results", str(tmp_path / "results")]
+    for key, value in tiny.items():
+        cmd += ["--override", f"{key}={value}"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "synthetic" / "landmark_net" / "pretrain_report.json").read_text())
+    assert report["image_size"] == 32 and report["val_nme"] < report["val_nme_mean_shape"] * 5
+    # the pretrained extractor is the one the fit loaded and the published commands name it
+    config = (tmp_path / "synthetic" / "lacovl" / "s0" / "fit" / "lightning_config.yaml").read_text()
+    assert str(tmp_path / "synthetic" / "landmark_net" / "landmark_net.pt") in config
+    commands = (tmp_path / "results" / "synthetic" / "lacovl" / "s0" / "commands.sh").read_text().splitlines()
+    assert "pretrain-landmarks" in commands[1] and "num_train=64" in commands[1] and "landmark_weights" in commands[2]

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from fer_zoo.models.base import FERTask
@@ -144,6 +145,12 @@ class LaCoVL(FERTask):
         self.pyramid = ImagePyramid(pyramid, weights)
         self.landmark_net = LandmarkNet(landmark_input)
         load_into(self.landmark_net, landmark_weights, option="model.landmark_weights")
+        if landmark_weights is None:
+            # Frozen random features carry no landmark information; say so rather than train silently.
+            rank_zero_warn(
+                "LaCoVL: model.landmark_weights is not set, so the frozen landmark network is random. "
+                "Pretrain one with `fer-zoo pretrain-landmarks` and pass its landmark_net.pt."
+            )
         self.landmark_net.requires_grad_(False).eval()
         grid = (tokens_side, tokens_side)
         self.embed_image = nn.ModuleList(
