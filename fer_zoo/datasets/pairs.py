@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 
@@ -13,11 +14,17 @@ class PositivePairs(Dataset):
 
     The positive is drawn uniformly among the other samples with the same label (the sample
     itself when it is alone in its class), freshly at every access, so each epoch sees new pairs.
+    The generator is re-seeded from ``seed`` and torch's process seed whenever that changes: a
+    DataLoader worker gets ``base_seed + worker_id`` with a new base seed per epoch, so workers
+    neither repeat each other nor replay the previous epoch's pairs (a generator copied into
+    forked workers would do both).
     """
 
     def __init__(self, dataset: Any, seed: int = 0) -> None:
         """Wrap ``dataset`` (a :class:`~fer_zoo.datasets.base.FERDataset`)."""
         self.dataset = dataset
+        self.seed = seed
+        self._process_seed: int | None = None
         self.rng = np.random.default_rng(seed)
         labels = np.asarray(dataset.labels)
         self.members = {int(c): np.flatnonzero(labels == c) for c in np.unique(labels)}
@@ -29,7 +36,7 @@ class PositivePairs(Dataset):
 
     def __getattr__(self, name: str) -> Any:
         # Everything else (summary, manifest, classes...) is the wrapped dataset's.
-        if name in ("dataset", "rng", "members"):
+        if name in ("dataset", "seed", "_process_seed", "rng", "members"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -42,6 +49,10 @@ class PositivePairs(Dataset):
         members = self.members[int(self.dataset.labels[index])]
         if len(members) == 1:
             return index
+        process_seed = torch.initial_seed()
+        if process_seed != self._process_seed:
+            self._process_seed = process_seed
+            self.rng = np.random.default_rng([self.seed, process_seed])
         choice = int(members[self.rng.integers(len(members) - 1)])
         return choice if choice != index else int(members[-1])
 

@@ -108,3 +108,28 @@ def test_positive_pairs_dataset_draws_the_same_class():
     assert torch.equal(labels[batch["positive_index"]], batch["label"])
     assert batch["positive_image"].shape == batch["image"].shape
     assert F.mse_loss(batch["positive_image"], batch["image"]) > 0
+
+
+def test_positive_pairs_differ_across_workers_and_epochs():
+    from torch.utils.data import DataLoader
+
+    from fer_zoo.datasets.pairs import PositivePairs
+
+    class Labels(torch.utils.data.Dataset):
+        labels = [0] * 200  # one class: any other index is a valid positive
+
+        def __len__(self):
+            return 200
+
+        def __getitem__(self, index):
+            return {"image": torch.zeros(1), "label": 0}
+
+    pairs = PositivePairs(Labels(), seed=0)
+    torch.manual_seed(0)
+    loader = DataLoader(pairs, batch_size=100, num_workers=2)  # one batch per worker
+    epochs = [torch.cat([b["positive_index"] for b in loader]) for _ in range(2)]
+    first, second = epochs[0].view(2, 100), epochs[1].view(2, 100)
+    # with a generator copied into each forked worker, both workers (and both epochs) would draw alike
+    assert (first[0] != first[1]).float().mean() > 0.9
+    assert (epochs[0] != epochs[1]).float().mean() > 0.9
+    assert (epochs[0] != torch.arange(200)).all()
