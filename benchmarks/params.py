@@ -4,15 +4,20 @@
 
 For each CLIP architecture: total, trainable and inference parameters of MPA-FER, E2N (ResNet-18)
 and the CLIP baselines, with the trainable size in MB (fp32 and fp16). The MPA paper reports
-0.218 MB (ViT-B/16) and 0.443 MB (ViT-L/14) of learnable parameters.
+0.218 MB (ViT-B/16) and 0.443 MB (ViT-L/14) of learnable parameters. The last column is the size
+of the model state a checkpoint stores when CLIP is loaded from a weight file (the random tower is
+written to a temporary open_clip ``.safetensors`` first): frozen weights that the spec restores are
+left out (``model.checkpoint_frozen=false``, the default).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,15 +29,36 @@ from fer_zoo.models import E2N, MPA, CLIPLinearProbe, CLIPZeroShot
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def checkpoint_mb(model: torch.nn.Module) -> float:
+    """Bytes of the model state a Lightning checkpoint of ``model`` stores, in MB."""
+    checkpoint = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.tell() / 2**20
+
+
 def row(name: str, arch: str, model: torch.nn.Module) -> str:
-    """One table row: total, trainable, inference parameters and trainable MB."""
+    """One table row: total, trainable, inference parameters, trainable MB and checkpoint MB."""
     total = model.num_parameters()
     trainable = model.num_parameters(trainable_only=True)
     inference = sum(p.numel() for m in model.inference_modules() for p in m.parameters())
     return (
         f"| {name} | {arch} | {total / 1e6:.2f} M | {trainable:,} | {inference / 1e6:.2f} M "
-        f"| {trainable * 4 / 2**20:.3f} | {trainable * 2 / 2**20:.3f} |"
+        f"| {trainable * 4 / 2**20:.3f} | {trainable * 2 / 2**20:.3f} | {checkpoint_mb(model):.2f} |"
     )
+
+
+def clip_weight_file(arch: str, folder: str) -> str:
+    """Write a randomly initialised CLIP of ``arch`` as an open_clip weight file; return its path."""
+    from safetensors.torch import save_file
+
+    from fer_zoo.models.components.clip import CLIPEncoder
+
+    path = Path(folder) / f"{arch}.safetensors"
+    state = CLIPEncoder(arch).model.state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,17 +79,20 @@ def main(argv: list[str] | None = None) -> None:
         "Trainable MB counts 4 bytes (fp32) or 2 bytes (fp16) per trainable parameter. The MPA paper reports "
         "0.218 MB (ViT-B/16) and 0.443 MB (ViT-L/14).",
         "",
-        "| model | CLIP | total params | trainable params | inference params | trainable MB fp32 | trainable MB fp16 |",
-        "|---|---|---|---|---|---|---|",
+        "| model | CLIP | total params | trainable params | inference params | trainable MB fp32 | trainable MB fp16 "
+        "| checkpoint MB (CLIP from a file) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for arch in args.archs:
-        for name, build in (
-            ("mpa", lambda a: MPA(clip_arch=a, **common)),
-            ("clip-linear", lambda a: CLIPLinearProbe(clip_arch=a, **common)),
-            ("clip-zeroshot", lambda a: CLIPZeroShot(clip_arch=a, **common)),
-        ):
-            lines.append(row(name, arch, build(arch)))
-            print(lines[-1], flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for arch in args.archs:
+            weights = clip_weight_file(arch, folder)
+            for name, build in (
+                ("mpa", MPA),
+                ("clip-linear", CLIPLinearProbe),
+                ("clip-zeroshot", CLIPZeroShot),
+            ):
+                lines.append(row(name, arch, build(clip_arch=arch, clip_weights=weights, **common)))
+                print(lines[-1], flush=True)
     lines.append(row("e2n (ResNet-18)", "ViT-B-16 text", E2N(clip_arch="ViT-B-16", **common)))
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

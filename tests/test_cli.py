@@ -335,3 +335,42 @@ def test_pretrained_landmark_network_feeds_lacovl(tmp_path):
             str(tmp_path / "f"),
         ]
     )
+
+
+def test_mpa_checkpoint_leaves_out_frozen_clip_loaded_from_a_spec(tmp_path):
+    from safetensors.torch import save_file
+
+    from fer_zoo.models.components.clip import CLIPEncoder
+
+    def tiny_clip_file(seed):
+        torch.manual_seed(seed)
+        path = tmp_path / f"clip{seed}" / "open_clip_model.safetensors"
+        path.parent.mkdir()
+        save_file({k: v.contiguous() for k, v in CLIPEncoder("FERZoo-Tiny").model.state_dict().items()}, str(path))
+        return path
+
+    weights = tiny_clip_file(1)
+    args = ["--model", "mpa", "--data", "synthetic", *TINY, *METHOD_ARGS["mpa"], "--model.clip_weights", str(weights)]
+    main(
+        [
+            "fit",
+            *args,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--run_dir",
+            str(tmp_path / "f"),
+        ]
+    )
+    ckpt_path = best_checkpoint(tmp_path / "f")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = ckpt["state_dict"]
+    assert not any(k.startswith("clip.model.") for k in state)  # frozen CLIP: reloaded from the spec
+    assert {"text_prompts.ctx", "visual_prompts.prompts", "prototypes"} <= set(state)  # what trained is saved
+    fit_val = json.loads((tmp_path / "f" / "fit_report.json").read_text())["last_val"]["val/acc"]
+    main(["validate", *args, "--ckpt_path", ckpt_path, "--run_dir", str(tmp_path / "v")])
+    assert json.loads((tmp_path / "v" / "val_report.json").read_text())["val/acc"] == pytest.approx(fit_val)
+    tiny_clip_file(2).replace(weights)  # the file at the spec's path now holds other weights
+    with pytest.raises(ValueError, match="differ from those it was trained with"):
+        main(["test", *args, "--ckpt_path", ckpt_path, "--run_dir", str(tmp_path / "t")])

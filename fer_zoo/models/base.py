@@ -38,6 +38,7 @@ class FERTask(L.LightningModule):
         warmup_pct: float = 0.1,
         label_smoothing: float = 0.0,
         lr_gamma: float = 0.98,
+        checkpoint_frozen: bool = False,
     ) -> None:
         """Configure the task.
 
@@ -54,6 +55,10 @@ class FERTask(L.LightningModule):
             lr_gamma: per-epoch decay of the ``exponential`` schedule.
             warmup_pct: share of steps spent warming up (onecycle).
             label_smoothing: cross-entropy label smoothing.
+            checkpoint_frozen: also store frozen sub-networks that ``__init__`` loads from a
+                weight spec (CLIP towers, LaCoVL's landmark network). By default they are left out
+                and reloaded from the same spec, so an MPA checkpoint holds the prompts, not CLIP;
+                set True to carry a checkpoint to a machine without those weight files.
         """
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -195,6 +200,45 @@ class FERTask(L.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    # --- checkpoints --------------------------------------------------------------------
+    def reloadable_frozen(self) -> dict[str, Tensor]:
+        """Frozen parameters that ``__init__`` rebuilds from a weight spec, by state-dict name.
+
+        A sub-module opts in by setting ``reloadable_from_spec = True`` when it loaded weights
+        from a spec; only its parameters without gradients count (prompts inside it still train
+        and are saved).
+        """
+        owners = tuple(f"{name}." for name, m in self.named_modules() if getattr(m, "reloadable_from_spec", False))
+        if not owners:
+            return {}
+        return {n: p for n, p in self.named_parameters() if n.startswith(owners) and not p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Leave out frozen weights that the weight spec restores (see ``checkpoint_frozen``)."""
+        frozen = {} if self.hparams.get("checkpoint_frozen") else self.reloadable_frozen()
+        if frozen:
+            for name in frozen:
+                checkpoint["state_dict"].pop(name, None)
+            names = sorted(frozen)
+            checkpoint["fer_zoo_reloaded"] = {"names": names, "checksum": _checksum(frozen[n] for n in names)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put back the frozen weights a slim checkpoint left out, after checking they are the same."""
+        saved = checkpoint.get("fer_zoo_reloaded")
+        if not saved:
+            return
+        frozen = self.reloadable_frozen()
+        missing = [n for n in saved["names"] if n not in frozen]
+        if missing or not _same_checksum(_checksum(frozen[n] for n in saved["names"]), saved["checksum"]):
+            specs = {k: v for k, v in self.hparams.items() if k.endswith("weights")}
+            raise ValueError(
+                f"the checkpoint left out {len(saved['names'])} frozen weights to be reloaded from their spec, but "
+                f"the weights loaded now ({specs}) "
+                + (f"lack {missing[0]!r}" if missing else "differ from those it was trained with")
+                + "; pass the same weight files, or save with model.checkpoint_frozen=true"
+            )
+        checkpoint["state_dict"].update({n: frozen[n].detach().clone() for n in saved["names"]})
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count of the model."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -202,3 +246,20 @@ class FERTask(L.LightningModule):
     def inference_modules(self) -> list[nn.Module]:
         """Modules used at inference (for parameter counts); default: the whole model."""
         return [self]
+
+
+def _checksum(tensors: Any) -> list[float]:
+    """Order-sensitive fingerprint of tensors: sums of values and of squares, in float64."""
+    total, squares, weighted = 0.0, 0.0, 0.0
+    for i, t in enumerate(tensors):
+        t = t.detach().double()
+        total, squares, weighted = (
+            total + t.sum().item(),
+            squares + t.pow(2).sum().item(),
+            weighted + (i + 1) * t.sum().item(),
+        )
+    return [total, squares, weighted]
+
+
+def _same_checksum(a: list[float], b: list[float]) -> bool:
+    return all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(a, b, strict=True))

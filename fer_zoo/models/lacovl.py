@@ -145,6 +145,7 @@ class LaCoVL(FERTask):
         self.pyramid = ImagePyramid(pyramid, weights)
         self.landmark_net = LandmarkNet(landmark_input)
         load_into(self.landmark_net, landmark_weights, option="model.landmark_weights")
+        self.landmark_net.reloadable_from_spec = landmark_weights is not None
         if landmark_weights is None:
             # Frozen random features carry no landmark information; say so rather than train silently.
             rank_zero_warn(

@@ -242,6 +242,7 @@ class LANet(FERTask):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Size the bank like the checkpoint's before its state is loaded (resume)."""
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("state_dict", {}).get("bank")
         if saved is not None:
             self.bank = torch.zeros_like(saved, device=self.bank.device)

@@ -74,6 +74,8 @@ class CLIPEncoder(nn.Module):
         if not with_image:
             self.model.visual = nn.Identity()
         self.arch, self.weights, self.freeze = arch, weights, freeze
+        # Frozen towers loaded from a spec are reloaded from it, not stored in checkpoints (FERTask).
+        self.reloadable_from_spec = path is not None
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.context_length = int(self.model.context_length)
         projection = self.model.text_projection
