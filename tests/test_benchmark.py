@@ -71,3 +71,23 @@ def test_benchmark_pretrains_lacovl_landmark_network(tmp_path):
     assert str(tmp_path / "synthetic" / "landmark_net" / "landmark_net.pt") in config
     commands = (tmp_path / "results" / "synthetic" / "lacovl" / "s0" / "commands.sh").read_text().splitlines()
     assert "pretrain-landmarks" in commands[1] and "num_train=64" in commands[1] and "landmark_weights" in commands[2]
+
+
+def test_label_correction_stats(tmp_path):
+    import torch
+
+    from benchmarks.label_correction import correction_stats
+
+    run = tmp_path / "fit"
+    (run / "checkpoints").mkdir(parents=True)
+    # 4 images, 3 classes; images 2 and 3 were flipped (clean 0 -> noisy 1, clean 2 -> noisy 0)
+    bank = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.4, 0.0], [0.5, 0.1, 0.4]])
+    torch.save({"epoch": 2, "state_dict": {"bank": bank}}, run / "checkpoints" / "last.ckpt")
+    pd.DataFrame({"file": list("abcd"), "noisy_label": [0, 1, 1, 0], "clean_label": [0, 1, 0, 2]}).to_csv(
+        run / "train_labels_noisy.csv", index=False
+    )
+    s = correction_stats(run)
+    assert s["epochs"] == 3 and s["flipped_share"] == 0.5
+    assert s["flipped_top_is_clean"] == 0.5 and s["flipped_top_is_noisy"] == 0.5  # image 2 corrected, 3 not
+    assert abs(s["flipped_weight_noisy"] - 0.45) < 1e-6 and abs(s["flipped_weight_clean"] - 0.5) < 1e-6
+    assert s["flipped_clean_runner_up"] == 1.0 and abs(s["kept_weight_label"] - 0.8) < 1e-6
