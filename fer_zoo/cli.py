@@ -21,7 +21,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 from fer_zoo import registry
 from fer_zoo.callbacks import PredictionCSVWriter, RunReport, ThroughputMonitor
-from fer_zoo.loggers import RunCSVLogger
+from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
 
@@ -144,6 +144,7 @@ class FerZooCLI(LightningCLI):
             RunReport(run_dir, {"dataset": dataset, "model": model, "seed": seed, "subcommand": sub}),
         ]
         if sub == "fit":
+            callbacks.append(TrimResumedLog())
             monitor = config.get("monitor", "val/acc")
             callbacks.append(
                 ModelCheckpoint(
@@ -283,7 +284,10 @@ def _pretrain_landmarks(args: list[str]) -> None:
         max_epochs=opts.epochs,
         default_root_dir=str(out),
         logger=RunCSVLogger(str(out), resume=last.is_file()),
-        callbacks=[ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0)],
+        callbacks=[
+            ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0),
+            TrimResumedLog(),
+        ],
         enable_model_summary=False,
         devices=1,
     )

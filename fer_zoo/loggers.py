@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
+import lightning as L
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -23,8 +26,9 @@ class RunCSVLogger(CSVLogger):
     """``CSVLogger`` writing straight into ``save_dir``; with ``resume=True`` earlier rows are kept.
 
     Lightning removes the previous ``metrics.csv`` of a non-empty log folder, so a run resumed
-    from its ``last.ckpt`` would lose the curve of its first epochs. Rows logged after the
-    checkpoint and before the interruption appear twice (same step).
+    from its ``last.ckpt`` would lose the curve of its first epochs. Rows logged after that
+    checkpoint and before the interruption are dropped when training restarts
+    (:class:`TrimResumedLog`), so each step appears once.
     """
 
     def __init__(self, save_dir: str, resume: bool = False) -> None:
@@ -41,3 +45,29 @@ class RunCSVLogger(CSVLogger):
             writer = _AppendingWriter if self.resume else ExperimentWriter
             self._experiment = writer(log_dir=self.log_dir)
         return self._experiment
+
+    @rank_zero_only
+    def trim_from(self, step: int) -> None:
+        """Drop the rows of a resumed run logged at ``step`` or later (they will be logged again)."""
+        path = Path(self.log_dir) / "metrics.csv"
+        if not self.resume or not path.is_file():
+            return
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            header, rows = reader.fieldnames or [], list(reader)
+        kept = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
+        if len(kept) < len(rows):
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(kept)
+
+
+class TrimResumedLog(L.Callback):
+    """When a fit resumes, drop the CSV rows logged after the checkpoint it resumes from."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Trim every :class:`RunCSVLogger` to the restored global step."""
+        for logger in trainer.loggers:
+            if isinstance(logger, RunCSVLogger):
+                logger.trim_from(trainer.global_step)

@@ -118,6 +118,21 @@ def test_interrupted_fit_resumes_from_last_checkpoint(tmp_path):
     assert epochs == {"0", "1"}
 
 
+def test_resumed_fit_logs_each_step_once(tmp_path):
+    args = baseline("fit", "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1")
+    try:
+        main([*args, "--trainer.callbacks+=tests.helpers.InterruptMidEpoch", "--run_dir", str(tmp_path)])
+    except SystemExit:
+        pass
+    with open(tmp_path / "metrics.csv") as handle:
+        before = [int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss")]
+    assert max(before) >= 4  # steps of epoch 1 were logged after the epoch-0 checkpoint (step 4)
+    main([*args, "--ckpt_path", str(tmp_path / "checkpoints" / "last.ckpt"), "--run_dir", str(tmp_path)])
+    with open(tmp_path / "metrics.csv") as handle:
+        steps = [int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss")]
+    assert sorted(steps) == steps and len(steps) == len(set(steps)) == 8  # 2 epochs x 4 steps, each once
+
+
 def predictions(run_dir):
     with open(run_dir / "predictions.csv") as handle:
         return list(csv.DictReader(handle))
