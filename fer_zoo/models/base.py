@@ -219,8 +219,7 @@ class FERTask(L.LightningModule):
         if frozen:
             for name in frozen:
                 checkpoint["state_dict"].pop(name, None)
-            names = sorted(frozen)
-            checkpoint["fer_zoo_reloaded"] = {"names": names, "checksum": _checksum(frozen[n] for n in names)}
+            checkpoint["fer_zoo_reloaded"] = {"fingerprints": {n: _fingerprint(frozen[n]) for n in sorted(frozen)}}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Put back the frozen weights a slim checkpoint left out, after checking they are the same."""
@@ -228,16 +227,22 @@ class FERTask(L.LightningModule):
         if not saved:
             return
         frozen = self.reloadable_frozen()
-        missing = [n for n in saved["names"] if n not in frozen]
-        if missing or not _same_checksum(_checksum(frozen[n] for n in saved["names"]), saved["checksum"]):
+        expected = saved["fingerprints"]
+        missing = [n for n in expected if n not in frozen]
+        changed = [n for n in expected if n in frozen and not _same(_fingerprint(frozen[n]), expected[n])]
+        if missing or changed:
             specs = {k: v for k, v in self.hparams.items() if k.endswith("weights")}
             raise ValueError(
-                f"the checkpoint left out {len(saved['names'])} frozen weights to be reloaded from their spec, but "
+                f"the checkpoint left out {len(expected)} frozen weights to be reloaded from their spec, but "
                 f"the weights loaded now ({specs}) "
-                + (f"lack {missing[0]!r}" if missing else "differ from those it was trained with")
+                + (
+                    f"lack {missing[0]!r}"
+                    if missing
+                    else f"differ from those it was trained with (first: {changed[0]!r})"
+                )
                 + "; pass the same weight files, or save with model.checkpoint_frozen=true"
             )
-        checkpoint["state_dict"].update({n: frozen[n].detach().clone() for n in saved["names"]})
+        checkpoint["state_dict"].update({n: frozen[n].detach().clone() for n in expected})
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count of the model."""
@@ -248,18 +253,11 @@ class FERTask(L.LightningModule):
         return [self]
 
 
-def _checksum(tensors: Any) -> list[float]:
-    """Order-sensitive fingerprint of tensors: sums of values and of squares, in float64."""
-    total, squares, weighted = 0.0, 0.0, 0.0
-    for i, t in enumerate(tensors):
-        t = t.detach().double()
-        total, squares, weighted = (
-            total + t.sum().item(),
-            squares + t.pow(2).sum().item(),
-            weighted + (i + 1) * t.sum().item(),
-        )
-    return [total, squares, weighted]
+def _fingerprint(tensor: Tensor) -> list[float]:
+    """Shape-independent fingerprint of a tensor: float64 sums of its values and of their squares."""
+    values = tensor.detach().double()
+    return [values.sum().item(), values.pow(2).sum().item()]
 
 
-def _same_checksum(a: list[float], b: list[float]) -> bool:
+def _same(a: list[float], b: list[float]) -> bool:
     return all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(a, b, strict=True))
