@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/baseline-lanet-recipe.yaml --data.image_size 48 --data.label_noise 0.2 --data.progressive_epochs 5 --seed_everything 0 --run_dir runs/bench-noise20/ferplus/baseline-lanet-recipe/s0/fit --trainer.max_epochs 5
+python -m fer_zoo test --config experiments/ferplus/baseline-lanet-recipe.yaml --data.image_size 48 --data.label_noise 0.2 --data.progressive_epochs 5 --ckpt_path runs/bench-noise20/ferplus/baseline-lanet-recipe/s0/fit/checkpoints/best-epoch02-acc0.6968.ckpt --run_dir runs/bench-noise20/ferplus/baseline-lanet-recipe/s0/test --trainer.devices 1 --trainer.strategy auto
