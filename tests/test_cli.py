@@ -263,21 +263,15 @@ METHOD_ARGS = {
 }
 
 
+def fit_two_steps(args, run_dir):
+    """One epoch of two training batches, then validation, into ``run_dir``."""
+    main(["fit", *args, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--run_dir", str(run_dir)])
+
+
 @pytest.mark.parametrize("model", sorted(METHOD_ARGS))
 def test_methods_fit_and_test(model, tmp_path):
     args = ["--model", model, "--data", "synthetic", *TINY, *METHOD_ARGS[model]]
-    main(
-        [
-            "fit",
-            *args,
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--run_dir",
-            str(tmp_path / "fit"),
-        ]
-    )
+    fit_two_steps(args, tmp_path / "fit")
     main(["test", *args, "--ckpt_path", best_checkpoint(tmp_path / "fit"), "--run_dir", str(tmp_path / "test")])
     report = json.loads((tmp_path / "test" / "test_report.json").read_text())
     assert 0.0 <= report["test/acc"] <= 1.0 and sum(map(sum, report["confusion_matrix"])) == 32
@@ -366,18 +360,7 @@ def test_mpa_checkpoint_leaves_out_frozen_clip_loaded_from_a_spec(tmp_path):
 
     weights = tiny_clip_file(1)
     args = ["--model", "mpa", "--data", "synthetic", *TINY, *METHOD_ARGS["mpa"], "--model.clip_weights", str(weights)]
-    main(
-        [
-            "fit",
-            *args,
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--run_dir",
-            str(tmp_path / "f"),
-        ]
-    )
+    fit_two_steps(args, tmp_path / "f")
     ckpt_path = best_checkpoint(tmp_path / "f")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = ckpt["state_dict"]
