@@ -40,9 +40,14 @@ SAME_IMAGES = ("num_train", "num_val", "num_test", "synth_size", "seed", "label_
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def experiment_file(dataset: str, model: str) -> Path:
+    """Where the committed experiment config of ``model`` on ``dataset`` lives (it may not exist)."""
+    return ROOT / "experiments" / dataset / f"{model}.yaml"
+
+
 def base_args(dataset: str, model: str, data_root: str | None) -> list[str]:
     """CLI arguments selecting the model and data (experiment config when one exists)."""
-    experiment = ROOT / "experiments" / dataset / f"{model}.yaml"
+    experiment = experiment_file(dataset, model)
     args = ["--config", str(experiment)] if experiment.is_file() else ["--model", model, "--data", dataset]
     if data_root:
         args += ["--data.root", data_root]
@@ -72,7 +77,7 @@ def experiment_settings(dataset: str, model: str, overrides: list[str]) -> dict[
     """The experiment config's model and data options as ``{"model.x": v, "data.y": v}``, overrides applied."""
     import yaml
 
-    experiment = ROOT / "experiments" / dataset / f"{model}.yaml"
+    experiment = experiment_file(dataset, model)
     config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
     settings = {}
     for group in ("model", "data"):
