@@ -144,8 +144,9 @@ class LaCoVL(FERTask):
         self.automatic_optimization = sam_rho <= 0
         self.pyramid = ImagePyramid(pyramid, weights)
         self.landmark_net = LandmarkNet(landmark_input)
-        load_into(self.landmark_net, landmark_weights, option="model.landmark_weights")
-        self.landmark_net.reloadable_from_spec = landmark_weights is not None
+        left_at_init = load_into(self.landmark_net, landmark_weights, option="model.landmark_weights")
+        # Only a fully loaded network can be rebuilt from its spec; otherwise checkpoints keep it.
+        self.landmark_net.reloadable_from_spec = landmark_weights is not None and not left_at_init
         if landmark_weights is None:
             # Frozen random features carry no landmark information; say so rather than train silently.
             rank_zero_warn(
