@@ -34,7 +34,9 @@ class FERTask(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         momentum: float = 0.9,
+        nesterov: bool = False,
         scheduler: str = "onecycle",
+        cycle_momentum: bool = False,
         warmup_pct: float = 0.1,
         label_smoothing: float = 0.0,
         lr_gamma: float = 0.98,
@@ -48,10 +50,14 @@ class FERTask(L.LightningModule):
             optimizer: ``adamw``, ``adam`` or ``sgd``.
             lr: peak learning rate.
             weight_decay: decoupled (AdamW) or L2 (SGD, Adam) weight decay.
-            momentum: SGD momentum.
+            momentum: SGD momentum (Adam and AdamW keep their default betas).
+            nesterov: Nesterov momentum for SGD (off: PyTorch's and the released codes' default).
             scheduler: ``onecycle`` (warm-up then cosine, per step), ``cosine`` (per step, no
                 warm-up), ``linear`` (from ``lr`` down to 0, per step), ``exponential`` (``lr_gamma``
                 per epoch, applied smoothly per step) or ``none``.
+            cycle_momentum: let ``onecycle`` also cycle the momentum (SGD momentum, Adam beta1) from
+                0.95 down to 0.85 and back, as ``OneCycleLR`` does by default. Off by default so that
+                ``momentum`` (and Adam's beta1) mean what they say.
             lr_gamma: per-epoch decay of the ``exponential`` schedule.
             warmup_pct: share of steps spent warming up (onecycle).
             label_smoothing: cross-entropy label smoothing.
@@ -179,7 +185,13 @@ class FERTask(L.LightningModule):
         hp = self.hparams
         groups = self.parameter_groups()
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=True)
+            opt = torch.optim.SGD(
+                groups,
+                lr=hp.lr,
+                momentum=hp.momentum,
+                weight_decay=hp.weight_decay,
+                nesterov=bool(hp.get("nesterov", False)) and hp.momentum > 0,
+            )
         elif hp.optimizer == "adam":
             opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         else:
@@ -189,7 +201,12 @@ class FERTask(L.LightningModule):
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         if hp.scheduler == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=hp.lr, total_steps=steps, pct_start=hp.warmup_pct, anneal_strategy="cos"
+                opt,
+                max_lr=hp.lr,
+                total_steps=steps,
+                pct_start=hp.warmup_pct,
+                anneal_strategy="cos",
+                cycle_momentum=bool(hp.get("cycle_momentum", False)),
             )
         elif hp.scheduler == "exponential":
             per_epoch = steps / max(int(self.trainer.max_epochs or 1), 1)

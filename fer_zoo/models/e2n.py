@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -82,6 +85,9 @@ class E2N(FERTask):
     - ``backbone``: ``resnet18`` by default (the paper's ResNet-18 variant, from random init).
       ``swin_t`` is torchvision's Swin-T, not the released face-recognition Swin-T (patch 2, 112 px,
       ``start_0.pt``), which cannot be had here. ``weights`` loads any local backbone file.
+    - ``logit_scale`` / ``learn_logit_scale``: the released code fixes the scale at 100 (CLIP's
+      trained value) on a face-pretrained backbone. From random init a fixed 100 underfits; a
+      learned scale (CLIP's init 14.3) is the option for that case (see the README's E2N notes).
     - ``lc_all_pairs``: False gives the paper's per-sample ``L_c``; True gives the released code's
       all-pairs form.
     - The neutral index comes from ``neutral_class`` looked up in the data module's class names
@@ -98,6 +104,7 @@ class E2N(FERTask):
         prompt_template: str = E2N_TEMPLATE,
         neutral_class: str = "neutral",
         logit_scale: float = 100.0,
+        learn_logit_scale: bool = False,
         transform_hidden: int = 128,
         lambda_s: float = 1.0,
         lambda_t: float = 1.0,
@@ -115,7 +122,9 @@ class E2N(FERTask):
             clip_weights: CLIP weight spec (None: random init; a local file when you have one).
             prompt_template: class prompt, with fields ``{article}`` and ``{name}``.
             neutral_class: the neutral class name.
-            logit_scale: cosine-logit scale (CLIP's 100).
+            logit_scale: cosine-logit scale (the released code: CLIP's trained 100), or its start
+                value when ``learn_logit_scale`` (CLIP's own init is ``1 / 0.07 = 14.29``).
+            learn_logit_scale: learn the scale as CLIP does (a log-scale parameter, capped at 100).
             transform_hidden: bottleneck width of ``F_n``.
             lambda_s: weight of ``L_s``.
             lambda_t: weight of ``L_t``.
@@ -135,7 +144,9 @@ class E2N(FERTask):
         encoder = build_text_encoder(text_source, clip_arch, clip_weights)
         self.prompts = class_prompts(prompt_template, self.class_names)
         # Frozen and computed once; saved with the checkpoint so inference needs no text encoder.
-        self.register_buffer("class_text", encoder(self.prompts))
+        # CLIP: the raw projected features, as the released code takes t_y - t_neutral on them;
+        # MiniLM: L2-normalised, the sentence encoder's own output (its recipe ends in a Normalize).
+        self.register_buffer("class_text", encoder(self.prompts, normalize=text_source != "clip"))
         dim = encoder.dim
         del encoder
         self.backbone, feat_dim = build_backbone(backbone, weights)
@@ -147,6 +158,15 @@ class E2N(FERTask):
             nn.BatchNorm1d(dim),
         )
         self.transform = nn.Sequential(nn.Linear(dim, transform_hidden), nn.ReLU(), nn.Linear(transform_hidden, dim))
+        if learn_logit_scale:
+            self.log_logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)))
+
+    @property
+    def scale(self) -> Tensor | float:
+        """The cosine-logit scale: fixed, or ``exp`` of the learned log-scale capped at 100 (as CLIP)."""
+        if self.hparams.get("learn_logit_scale"):
+            return self.log_logit_scale.clamp(max=math.log(100.0)).exp()
+        return self.hparams.logit_scale
 
     def features(self, images: Tensor) -> Tensor:
         """Expression features ``v`` ``(B, D)`` in the text space."""
@@ -154,7 +174,7 @@ class E2N(FERTask):
 
     def logits_from(self, v: Tensor) -> Tensor:
         """``scale * cos(v, t_c)``."""
-        return self.hparams.logit_scale * F.normalize(v, dim=-1) @ F.normalize(self.class_text, dim=-1).T
+        return self.scale * F.normalize(v, dim=-1) @ F.normalize(self.class_text, dim=-1).T
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits ``(B, C)`` (backbone and head only)."""
@@ -171,7 +191,10 @@ class E2N(FERTask):
         loss_t = transformation_loss(v, n, self.class_text, labels, self.neutral_idx)
         loss_c = self_contrast_loss(v, n, self.class_text, labels, self.neutral_idx, hp.lc_all_pairs)
         loss = hp.lambda_s * loss_s + hp.lambda_t * loss_t + hp.lambda_c * loss_c
-        return loss, logits, {"loss_s": loss_s.detach(), "loss_t": loss_t.detach(), "loss_c": loss_c.detach()}
+        extra = {"loss_s": loss_s.detach(), "loss_t": loss_t.detach(), "loss_c": loss_c.detach()}
+        if hp.get("learn_logit_scale"):
+            extra["logit_scale"] = self.scale.detach()
+        return loss, logits, extra
 
     def inference_modules(self) -> list[nn.Module]:
         """Backbone and head (``F_n`` is training-only)."""

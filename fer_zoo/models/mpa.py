@@ -39,9 +39,17 @@ def class_contrastive(soft: Tensor, hard: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(sims, torch.arange(len(hard), device=hard.device))
 
 
+def l1_distance(a: Tensor, b: Tensor) -> Tensor:
+    """``mean_i |a_i - b_i|_1`` of L2-normalised rows: the L1 norm per row, averaged over rows only.
+
+    (``F.l1_loss`` would also average over the embedding dimensions, shrinking the loss by ``D``.)
+    """
+    return (F.normalize(a, dim=-1) - F.normalize(b, dim=-1)).abs().sum(-1).mean()
+
+
 def prompt_alignment_l1(soft: Tensor, hard: Tensor) -> Tensor:
-    """``|theta(t_c) - theta(t_c*)|_1`` of L2-normalised features, averaged over classes and dimensions."""
-    return F.l1_loss(F.normalize(soft, dim=-1), F.normalize(hard, dim=-1))
+    """``L_pa = mean_c |theta(t_c) - theta(t_c*)|_1`` of L2-normalised text features."""
+    return l1_distance(soft, hard)
 
 
 def global_local_logits(cls: Tensor, patches: Tensor, text: Tensor, top_k: int, scale: float) -> Tensor:
@@ -65,7 +73,7 @@ def visual_alignment(features: Tensor, prototypes: Tensor, labels: Tensor, kind:
     """``L_v``: distance of each prompted class token to its class prototype (``1 - cos`` or L1)."""
     target = prototypes[labels]
     if kind == "l1":
-        return F.l1_loss(F.normalize(features, dim=-1), F.normalize(target, dim=-1))
+        return l1_distance(features, target)
     return (1.0 - F.cosine_similarity(features, target, dim=-1)).mean()
 
 

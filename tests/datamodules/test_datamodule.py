@@ -49,6 +49,39 @@ def test_progressive_sampler_moves_to_class_balanced():
     assert labels[list(sampler)].mean() < 0.2
 
 
+def test_progressive_sampler_epoch_zero_sees_every_image_once():
+    # The official sampler takes exact per-class counts without replacement: at epoch 0 the epoch
+    # is a permutation of the training set (drawing with replacement would show only ~63 %).
+    labels = np.random.default_rng(3).integers(0, 7, 1000)
+    sampler = ProgressivelyBalancedSampler(labels, 7, total_epochs=10, seed=0)
+    assert sorted(sampler) == list(range(1000))
+
+
+def test_progressive_sampler_exact_quotas_hand_computed():
+    from fer_zoo.datamodules.samplers import largest_remainder_counts
+
+    labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    sampler = ProgressivelyBalancedSampler(labels, 3, total_epochs=2, seed=5)
+    # epoch 2 of 2: class-balanced, 10/3 each = 3.33 -> floors 3, 3, 3; the one left over goes to class 0.
+    np.testing.assert_array_equal(sampler.class_quotas(2), [4, 3, 3])
+    sampler.set_epoch(2)
+    drawn = np.array(list(sampler))
+    # class 0: 4 distinct of its 6; class 1: all 3 once; class 2 (one image): that image 3 times.
+    assert np.bincount(labels[drawn], minlength=3).tolist() == [4, 3, 3]
+    assert len(set(drawn[labels[drawn] == 0])) == 4
+    assert sorted(drawn[labels[drawn] == 1]) == [6, 7, 8] and drawn[labels[drawn] == 2].tolist() == [9, 9, 9]
+    # epoch 1 of 2: probabilities (0.6 + 1/3) / 2, (0.3 + 1/3) / 2, (0.1 + 1/3) / 2 = 0.4667, 0.3167, 0.2167
+    # -> 4.667, 3.167, 2.167 -> floors 4, 3, 2; one left over to the largest remainder (class 0).
+    np.testing.assert_array_equal(sampler.class_quotas(1), [5, 3, 2])
+    np.testing.assert_array_equal(largest_remainder_counts(np.array([0.25, 0.25, 0.25, 0.25]), 10), [3, 3, 2, 2])
+    # same seed and epoch: the same order (all DDP ranks agree); another epoch: another order
+    sampler.set_epoch(0)
+    first, again = list(sampler), list(sampler)
+    assert first == again and sorted(first) == list(range(10))
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
 def test_symmetric_noise_rate_and_clean_labels_kept():
     from fer_zoo.datasets.noise import corrupt_labels
 

@@ -88,3 +88,39 @@ def test_class_text_is_saved_and_restored_with_the_checkpoint():
 def test_minilm_text_space():
     model = tiny_e2n(text_source="minilm")
     assert model.class_text.shape == (3, 384) and model.head[-1].num_features == 384
+    assert torch.allclose(model.class_text.norm(dim=-1), torch.ones(3))
+
+
+def test_clip_text_difference_uses_raw_clip_features():
+    # The released code takes t_y - t_neutral on CLIP's raw (unnormalised) text features.
+    from fer_zoo.models.components.clip import CLIPEncoder
+    from fer_zoo.models.components.text import class_prompts
+
+    torch.manual_seed(0)
+    model = tiny_e2n()
+    torch.manual_seed(0)
+    clip = CLIPEncoder("FERZoo-Tiny", freeze="all", with_image=False).eval()
+    with torch.no_grad():
+        raw = clip.encode_text(class_prompts(model.hparams.prompt_template, model.class_names))
+    assert torch.allclose(model.class_text, raw, atol=1e-5)
+    assert not torch.allclose(model.class_text.norm(dim=-1), torch.ones(3), atol=1e-3)
+    # so the direction of t_y - t_neutral is that of the raw features, not of the normalised ones
+    v = torch.randn(3, raw.shape[1])
+    labels = torch.tensor([0, 2, 0])
+    n = v - (raw[labels] - raw[model.neutral_idx])
+    assert transformation_loss(v, n, model.class_text, labels, model.neutral_idx).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_learned_logit_scale_starts_at_its_value_trains_and_is_capped():
+    torch.manual_seed(0)
+    model = tiny_e2n(logit_scale=1 / 0.07, learn_logit_scale=True)
+    assert float(model.scale.detach()) == pytest.approx(1 / 0.07, rel=1e-5)
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 0])}
+    loss, _, extra = model.training_loss(batch)
+    loss.backward()
+    assert model.log_logit_scale.grad is not None and "logit_scale" in extra
+    with torch.no_grad():
+        model.log_logit_scale.fill_(10.0)
+    assert float(model.scale.detach()) == pytest.approx(100.0)
+    fixed = tiny_e2n(logit_scale=30.0)
+    assert fixed.scale == 30.0 and not any("logit_scale" in n for n, _ in fixed.named_parameters())

@@ -58,6 +58,7 @@ def test_loss_is_the_figures_average_and_inference_uses_the_self_pair(model):
 def test_frozen_parts_get_no_gradient_and_landmark_net_stays_in_eval(model):
     model.train()
     assert not model.landmark_net.training
+    assert not any(m.training for m in model.clip.model.modules()) and model.vit.training
     model.zero_grad(set_to_none=True)
     batch = {
         "image": torch.randn(4, 3, 48, 48),

@@ -30,6 +30,16 @@ def test_gradients_reach_only_the_prompts(tiny_mpa):
     assert tiny_mpa.num_parameters(trainable_only=True) == 10 * 64 + 2 * 8 * 64
 
 
+def test_frozen_clip_stays_in_eval_mode_while_training(tiny_mpa):
+    from fer_zoo.models import CLIPLinearProbe, CLIPZeroShot
+
+    models = [tiny_mpa] + [cls(num_classes=3, class_names=NAMES, clip_arch="FERZoo-Tiny") for cls in (CLIPLinearProbe, CLIPZeroShot)]
+    for model in models:
+        model.train()
+        assert model.training and not any(m.training for m in model.clip.model.modules()), type(model).__name__
+    assert tiny_mpa.visual_prompts.training and tiny_mpa.text_prompts.training
+
+
 def test_hard_prompts_hold_name_and_description(tiny_mpa):
     assert tiny_mpa.hard_prompts[0].startswith("a photo of a person making a facial expression of happiness. raised")
 
@@ -48,10 +58,19 @@ def test_alignment_losses_known_answers():
     expected = -math.log(math.exp(1 / 0.5) / (math.exp(1 / 0.5) + 2))
     assert class_contrastive(eye, eye, 0.5).item() == pytest.approx(expected, rel=1e-5)
     assert prompt_alignment_l1(eye, 2 * eye).item() == 0.0
-    assert prompt_alignment_l1(eye, -eye).item() == pytest.approx(2 / 3)
+    # per-class L1 norm averaged over classes: |e_c - (-e_c)|_1 = 2 for every class
+    assert prompt_alignment_l1(eye, -eye).item() == pytest.approx(2.0)
+    soft, hard = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    assert prompt_alignment_l1(soft, hard).item() == pytest.approx((2.0 + 0.0) / 2)
+    # not divided by the embedding size: two 512-d unit vectors differing in one coordinate pair
+    a, b = torch.zeros(1, 512), torch.zeros(1, 512)
+    a[0, 0], b[0, 1] = 1.0, 1.0
+    assert prompt_alignment_l1(a, b).item() == pytest.approx(2.0)
     protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert visual_alignment(torch.tensor([[3.0, 0.0]]), protos, torch.tensor([0])).item() == pytest.approx(0.0)
     assert visual_alignment(torch.tensor([[-1.0, 0.0]]), protos, torch.tensor([0])).item() == pytest.approx(2.0)
+    l1 = visual_alignment(torch.tensor([[0.0, 5.0], [3.0, 0.0]]), protos, torch.tensor([0, 0]), kind="l1")
+    assert l1.item() == pytest.approx((2.0 + 0.0) / 2)
 
 
 def test_too_long_description_is_an_error(tmp_path):

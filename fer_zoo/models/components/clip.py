@@ -92,6 +92,17 @@ class CLIPEncoder(nn.Module):
             if freeze == "all" or (freeze == "image" and is_image) or (freeze == "text" and not is_image):
                 param.requires_grad_(False)
 
+    def train(self, mode: bool = True) -> CLIPEncoder:
+        """Set the mode, keeping frozen towers in eval mode (dropout off, norm statistics fixed)."""
+        super().train(mode)
+        if self.freeze == "all":
+            self.model.eval()
+            return self
+        for name, child in self.model.named_children():
+            if {"image": name == "visual", "text": name != "visual", "none": False}[self.freeze]:
+                child.eval()
+        return self
+
     # --- image side -------------------------------------------------------------------
     def preprocess(self, images: Tensor) -> Tensor:
         """ImageNet-normalised images at any size to CLIP-normalised images at the model's size."""

@@ -83,16 +83,26 @@ class FrozenTextEncoder:
     def key(self, prompts: list[str]) -> str:
         """Cache key of ``prompts`` under the current weights."""
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(f"{self.name}|{self.fingerprint()}|".encode())
+        digest.update(f"raw|{self.name}|{self.fingerprint()}|".encode())
         digest.update("\x1f".join(prompts).encode())
         return digest.hexdigest()
 
     @torch.no_grad()
-    def __call__(self, prompts: list[str]) -> Tensor:
-        """L2-normalised features ``(len(prompts), dim)`` of ``prompts``, from the cache when current."""
-        key = self.key(list(prompts))
+    def __call__(self, prompts: list[str], normalize: bool = True) -> Tensor:
+        """Features ``(len(prompts), dim)`` of ``prompts``, from the cache when current.
+
+        Args:
+            prompts: the texts.
+            normalize: L2-normalise each feature (False: the encoder's raw output, e.g. CLIP's
+                projected EOT feature, which E2N's text difference ``t_y - t_neutral`` uses).
+        """
+        features = self._raw(list(prompts))
+        return nn.functional.normalize(features, dim=-1) if normalize else features.clone()
+
+    def _raw(self, prompts: list[str]) -> Tensor:
+        key = self.key(prompts)
         if key in self._memory:
-            return self._memory[key].clone()
+            return self._memory[key]
         path = self.cache_dir / f"{key}.pt"
         if path.is_file():
             try:
@@ -101,10 +111,10 @@ class FrozenTextEncoder:
                 log.warning("text feature cache %s unreadable (%s); recomputing", path, err)
             else:
                 self._memory[key] = features
-                return features.clone()
+                return features
         was_training = self.module.training
         self.module.eval()
-        features = nn.functional.normalize(self._encode(list(prompts)).float(), dim=-1).cpu()
+        features = self._encode(prompts).float().cpu()
         self.module.train(was_training)
         self.encode_calls += 1
         self._memory[key] = features
@@ -115,7 +125,7 @@ class FrozenTextEncoder:
             tmp.replace(path)
         except OSError as err:  # a read-only home only costs the recomputation next time
             log.warning("could not write text feature cache %s: %s", path, err)
-        return features.clone()
+        return features
 
     def _encode(self, prompts: list[str]) -> Tensor:
         raise NotImplementedError

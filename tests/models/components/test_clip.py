@@ -19,6 +19,16 @@ def test_towers_are_frozen_as_asked():
     assert not any(p.requires_grad for p in CLIPEncoder("FERZoo-Tiny", freeze="all").parameters())
 
 
+def test_frozen_towers_stay_in_eval_mode():
+    image_frozen = CLIPEncoder("FERZoo-Tiny", freeze="image").train()
+    assert not image_frozen.model.visual.training and image_frozen.model.transformer.training
+    for freeze in ("all", "text", "none"):
+        clip = CLIPEncoder("FERZoo-Tiny", freeze=freeze).train()
+        for name, child in clip.model.named_children():
+            frozen = freeze == "all" or (freeze == "text" and name != "visual")
+            assert child.training is not frozen, (freeze, name)
+
+
 def test_token_path_without_prompts_equals_the_pooled_image_features(tiny_clip):
     images = torch.randn(3, 3, 40, 40)
     cls, patches = tiny_clip.image_tokens(images)

@@ -1,0 +1,53 @@
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from fer_zoo.models import Baseline
+
+
+class RecordMomentum(L.Callback):
+    def __init__(self):
+        self.momenta, self.betas, self.nesterov = [], [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        group = trainer.optimizers[0].param_groups[0]
+        self.momenta.append(group.get("momentum"))
+        self.betas.append(group.get("betas"))
+        self.nesterov.append(group.get("nesterov"))
+
+
+def fit_recording(tmp_path, **options):
+    torch.manual_seed(0)
+    data = [{"image": torch.randn(3, 16, 16), "label": torch.tensor(i % 3)} for i in range(24)]
+    model = Baseline(num_classes=3, scheduler="onecycle", lr=0.01, **options)
+    record = RecordMomentum()
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[record],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, DataLoader(data, batch_size=4))
+    return record
+
+
+def test_onecycle_leaves_sgd_momentum_alone_by_default(tmp_path):
+    record = fit_recording(tmp_path, optimizer="sgd", momentum=0.9)
+    assert record.momenta == [0.9] * 12 and record.nesterov == [False] * 12
+
+
+def test_onecycle_leaves_adamw_beta1_alone_by_default(tmp_path):
+    record = fit_recording(tmp_path, optimizer="adamw")
+    assert {b[0] for b in record.betas} == {0.9}
+
+
+def test_cycle_momentum_and_nesterov_are_explicit_options(tmp_path):
+    record = fit_recording(tmp_path, optimizer="sgd", momentum=0.9, cycle_momentum=True, nesterov=True)
+    # OneCycleLR's own cycle: 0.95 at the start, down to 0.85 at the peak of the learning rate
+    assert record.momenta[0] == pytest.approx(0.95) and min(record.momenta) < 0.87
+    assert record.nesterov == [True] * 12
