@@ -7,6 +7,14 @@ separate single-device process (a distributed sampler can repeat samples). Resul
 read from the runs' own report files and written to ``benchmarks/results/<dataset>.{md,csv}``
 with per-run curves and reports under ``benchmarks/results/<dataset>/``.
 
+Every seed method (``METHODS``) in the list is followed by its recipe-matched ablation row,
+``baseline-<method>-recipe``: the plain baseline trained with that method's own recipe
+(optimiser, schedule, label smoothing, sampler, label noise, input size, epochs), so the table
+shows what the method adds over its recipe and what the recipe adds over the baseline's
+(``--no-recipe-rows`` turns this off). Each fit also tests after every epoch
+(``--test_each_epoch``) so the best test epoch, the figure many papers report, is tabulated,
+labelled as such; selection stays on validation.
+
 A run whose fit report exists is not re-fitted; an interrupted fit resumes from its
 ``last.ckpt``. LaCoVL-FER's frozen landmark extractor is pretrained first (``fer-zoo
 pretrain-landmarks``, once per dataset, shared by all seeds) unless the config or an
@@ -40,27 +48,112 @@ SAME_IMAGES = ("num_train", "num_val", "num_test", "synth_size", "seed", "label_
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+METHODS = ("e2n", "lanet", "lacovl", "mpa")  # seed methods paired with a recipe-matched baseline row
+# Model options that make up an optimisation recipe (FERTask's), carried into the recipe-matched baseline.
+RECIPE_KEYS = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "nesterov",
+    "cycle_momentum",
+    "scheduler",
+    "warmup_pct",
+    "lr_gamma",
+    "label_smoothing",
+)
+# Data options only a method's extra inputs need: the baseline would load them for nothing.
+METHOD_ONLY_DATA = ("positive_pairs",)
+
+
 def experiment_file(dataset: str, model: str) -> Path:
     """Where the committed experiment config of ``model`` on ``dataset`` lives (it may not exist)."""
     return ROOT / "experiments" / dataset / f"{model}.yaml"
 
 
-def base_args(dataset: str, model: str, data_root: str | None) -> list[str]:
-    """CLI arguments selecting the model and data (experiment config when one exists)."""
+def recipe_method(model: str) -> str | None:
+    """The method whose recipe a ``baseline-<method>-recipe`` row borrows (None for other names)."""
+    if model.startswith("baseline-") and model.endswith("-recipe"):
+        return model[len("baseline-") : -len("-recipe")]
+    return None
+
+
+def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
+    """Config of the plain baseline trained with ``method``'s recipe on ``dataset``.
+
+    The method's experiment config (or packaged defaults) gives the trainer section, the data
+    section (less ``METHOD_ONLY_DATA``) and the recipe keys of its model section; the model is
+    the baseline's (its packaged defaults for everything else, e.g. ResNet-18, no dropout), with
+    the method's backbone and weights when it has a ResNet one. Model overrides that are not
+    recipe keys (a method's width, its CLIP) are left out.
+    """
+    import yaml
+
+    experiment = experiment_file(dataset, method)
+    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    packaged = registry.config_path("model", method)
+    method_model = yaml.safe_load(packaged.read_text()).get("init_args", {}) if packaged else {}
+    method_model.update(((config.get("model") or {}).get("init_args")) or {})
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.replace(".init_args.", ".").startswith("model."):
+            method_model[key.split(".")[-1]] = yaml.safe_load(value)
+    init_args = {k: method_model[k] for k in RECIPE_KEYS if k in method_model}
+    if str(method_model.get("backbone", "")).startswith("resnet"):
+        init_args["backbone"] = method_model["backbone"]
+        if method_model.get("weights"):
+            init_args["weights"] = method_model["weights"]
+    out: dict = {"model": {"class_path": "fer_zoo.models.Baseline", "init_args": init_args}}
+    for key in ("seed_everything", "trainer"):
+        if key in config:
+            out[key] = config[key]
+    if "data" in config:
+        data = dict(config["data"])
+        data["init_args"] = {k: v for k, v in (data.get("init_args") or {}).items() if k not in METHOD_ONLY_DATA}
+        out["data"] = data
+    return out
+
+
+def base_args(dataset: str, model: str, data_root: str | None, args: argparse.Namespace | None = None) -> list[str]:
+    """CLI arguments selecting the model and data (experiment config when one exists).
+
+    A ``baseline-<method>-recipe`` row without an experiment file of its own gets a config
+    written by :func:`recipe_config` next to its runs.
+    """
+    import yaml
+
     experiment = experiment_file(dataset, model)
-    args = ["--config", str(experiment)] if experiment.is_file() else ["--model", model, "--data", dataset]
+    method = recipe_method(model)
+    if experiment.is_file():
+        out = ["--config", str(experiment)]
+    elif method is not None and args is not None:
+        config = recipe_config(dataset, method, args.override)
+        path = Path(args.runs) / dataset / model / "recipe.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"# The baseline trained with {method}'s recipe (written by benchmarks.run)\n" + yaml.safe_dump(config)
+        )
+        out = ["--config", str(path)] + ([] if "data" in config else ["--data", dataset])
+    else:
+        out = ["--model", model, "--data", dataset]
     if data_root:
-        args += ["--data.root", data_root]
-    return args
+        out += ["--data.root", data_root]
+    return out
 
 
-def override_args(overrides: list[str]) -> list[str]:
-    """Turn ``KEY=VALUE`` overrides into ``--KEY VALUE`` CLI arguments."""
+def override_args(overrides: list[str], generated_recipe: bool = False) -> list[str]:
+    """Turn ``KEY=VALUE`` overrides into ``--KEY VALUE`` CLI arguments.
+
+    For a generated ``baseline-<method>-recipe`` row (``generated_recipe``) only data, trainer and recipe-key model
+    overrides are kept (the method's own model options do not apply to the baseline).
+    """
     out = []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--override expects KEY=VALUE (e.g. data.num_train=500), got {item!r}")
+        if generated_recipe and key.startswith("model.") and key.split(".")[-1] not in RECIPE_KEYS:
+            continue
         out += [f"--{key}", value]
     return out
 
@@ -147,10 +240,13 @@ def run(cmd: list[str], log: Path) -> None:
 def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict:
     """Fit (or resume) one model and seed, then test its best checkpoint on one device."""
     run_dir = Path(args.runs) / dataset / model / f"s{seed}"
-    common = base_args(dataset, model, args.data_root) + override_args(args.override)
+    generated = recipe_method(model) is not None and not experiment_file(dataset, model).is_file()
+    common = base_args(dataset, model, args.data_root, args) + override_args(args.override, generated)
     setup_cmds = landmark_net(dataset, model, common, args)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
     fit_cmd = _fer_zoo("fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir))
+    if not args.no_test_each_epoch:
+        fit_cmd += ["--test_each_epoch", "true"]
     if args.epochs:
         fit_cmd += ["--trainer.max_epochs", str(args.epochs)]
     if args.devices > 1:
@@ -185,6 +281,8 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
         "seed": seed,
         **{m.split("/")[1]: test[m] for m in METRICS},
         "best_val_acc": fit["best_score"],
+        "best_test_epoch_acc": (fit.get("best_test_epoch") or {}).get("acc"),
+        "best_test_epoch": (fit.get("best_test_epoch") or {}).get("epoch"),
         "best_epoch_ckpt": Path(best).name,
         "epochs": fit["epochs"],
         "params_M": fit["params"] / 1e6,
@@ -262,17 +360,30 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         "single-device run. OA = overall accuracy (micro), MCA = mean class accuracy (macro), "
         "F1 = macro-F1; mean ± std over seeds.",
         "",
-        "| model | seeds | OA | MCA | macro-F1 | params (M) | train img/s |",
-        "|---|---|---|---|---|---|---|",
+        "| model | seeds | OA | MCA | macro-F1 | OA − recipe baseline | best-test-epoch OA † | params (M) "
+        "| train img/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    mean_acc = frame.groupby("model", sort=False)["acc"].mean()
     for model, group in frame.groupby("model", sort=False):
         fmt = lambda c: f"{100 * group[c].mean():.2f} ± {100 * group[c].std(ddof=0):.2f}"  # noqa: E731
         rate = group["train_img_per_s"].mean()
         speed = "no training" if pd.isna(rate) else f"{rate:.0f}"
+        pair = f"baseline-{model}-recipe"
+        delta = f"{100 * (mean_acc[model] - mean_acc[pair]):+.2f}" if pair in mean_acc else ""
+        best_test = group.get("best_test_epoch_acc")
+        best_test = "" if best_test is None or best_test.isna().all() else fmt("best_test_epoch_acc")
         lines.append(
             f"| {model} | {','.join(map(str, group['seed']))} | {fmt('acc')} | {fmt('mca')} | {fmt('f1_macro')} "
-            f"| {group['params_M'].iloc[0]:.2f} | {speed} |"
+            f"| {delta} | {best_test} | {group['params_M'].iloc[0]:.2f} | {speed} |"
         )
+    lines += [
+        "",
+        "`baseline-<method>-recipe`: the plain baseline (same backbone and init) trained with that method's "
+        "recipe (optimiser, schedule, sampler, label noise, input size, epochs; SAM is not carried over), so "
+        "*OA − recipe baseline* is what the method adds over its recipe. † Best test accuracy over epochs, the "
+        "figure many papers report; never used for selection here (OA is the validation-selected checkpoint).",
+    ]
     lines += ["", "Per-class test accuracy (%):", ""]
     names = list(rows[0]["per_class_acc"])
     lines += ["| model | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
@@ -314,6 +425,12 @@ def main(argv: list[str] | None = None) -> None:
         "--landmark-epochs", type=int, default=5, help="epochs of fer-zoo pretrain-landmarks for LaCoVL's extractor"
     )
     p.add_argument("--retest", action="store_true", help="test again even when a current test report exists")
+    p.add_argument(
+        "--no-recipe-rows", action="store_true", help="do not add the baseline-<method>-recipe ablation rows"
+    )
+    p.add_argument(
+        "--no-test-each-epoch", action="store_true", help="do not test after each epoch (no best-test-epoch column)"
+    )
     p.add_argument("--note", default=None, help="markdown file whose text is appended to the table (provenance)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench"), help="where run folders go")
     p.add_argument("--results", default=str(RESULTS), help="where tables, curves and reports are written")
@@ -326,6 +443,9 @@ def main(argv: list[str] | None = None) -> None:
     ):
         p.error(f"--data-root is required for {args.dataset}")
     models = registry.list_models() if args.models == "all" else args.models.split(",")
+    if not args.no_recipe_rows:
+        paired = [name for m in models for name in (m, f"baseline-{m}-recipe") if name == m or m in METHODS]
+        models = list(dict.fromkeys(paired))
     rows = [fit_and_test(args.dataset, m, s, args) for m in models for s in args.seeds]
     print(tabulate(rows, args.dataset, args, argv))
 

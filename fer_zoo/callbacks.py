@@ -55,6 +55,59 @@ class ThroughputMonitor(L.Callback):
             pl_module.log("train/img_per_s", self.images_per_second, rank_zero_only=True)
 
 
+class TestEachEpoch(L.Callback):
+    """Evaluate the test split after every validation, for the "best test epoch" figure only.
+
+    Many FER papers report the best test accuracy over epochs. This callback records it so a
+    run can be set beside them, labelled as such (``test_each_epoch/acc`` in the log,
+    ``best_test_epoch`` in the fit report). It never selects checkpoints: selection stays on
+    validation. The test set is run on global rank zero in full (no distributed sampler); the
+    history is saved in checkpoints, so a resumed fit keeps it.
+    """
+
+    def __init__(self) -> None:
+        """Start with an empty history."""
+        self.history: list[tuple[int, float]] = []
+        self._loader: Any = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The per-epoch test accuracies so far."""
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the history of a resumed fit."""
+        self.history = [tuple(item) for item in state_dict.get("history", [])]
+
+    @property
+    def best(self) -> dict[str, float] | None:
+        """``{"epoch", "acc"}`` of the best test accuracy so far (None before the first)."""
+        if not self.history:
+            return None
+        epoch, acc = max(self.history, key=lambda item: item[1])
+        return {"epoch": int(epoch), "acc": float(acc)}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Run the test split once per validation (not during the sanity check)."""
+        if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.datamodule is None:
+            return
+        acc = torch.zeros(1, device=pl_module.device)
+        if trainer.is_global_zero:
+            if self._loader is None:
+                trainer.datamodule.setup("test")
+                self._loader = trainer.datamodule.test_dataloader()
+            correct = total = 0
+            with torch.no_grad():
+                for batch in self._loader:
+                    logits = pl_module(batch["image"].to(pl_module.device))
+                    correct += int((logits.argmax(1).cpu() == batch["label"]).sum())
+                    total += len(batch["label"])
+            acc += correct / max(total, 1)
+        acc = trainer.strategy.broadcast(acc, src=0)
+        self.history = [h for h in self.history if h[0] != trainer.current_epoch]
+        self.history.append((trainer.current_epoch, float(acc)))
+        pl_module.log("test_each_epoch/acc", float(acc), rank_zero_only=True)
+
+
 class RunReport(L.Callback):
     """Write ``fit_report.json`` / ``<stage>_report.json`` (+ CSVs) into the run folder; log tables to W&B.
 
@@ -90,6 +143,7 @@ class RunReport(L.Callback):
         """Record the best checkpoint, its validation metrics, throughput and size."""
         ckpt = trainer.checkpoint_callback
         throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputMonitor)), None)
+        each_epoch = next((c for c in trainer.callbacks if isinstance(c, TestEachEpoch)), None)
         self._write(
             "fit_report.json",
             {
@@ -106,6 +160,8 @@ class RunReport(L.Callback):
                 "params": pl_module.num_parameters(),
                 "trainable_params": pl_module.num_parameters(trainable_only=True),
                 "last_val": getattr(pl_module, "results", {}).get("val"),
+                # Reported beside papers that select on test; never used for selection here.
+                "best_test_epoch": each_epoch.best if each_epoch else None,
             },
         )
 

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 from fer_zoo import registry
-from fer_zoo.callbacks import PredictionCSVWriter, RunReport, ThroughputMonitor
+from fer_zoo.callbacks import PredictionCSVWriter, RunReport, TestEachEpoch, ThroughputMonitor
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
@@ -84,6 +84,13 @@ class FerZooCLI(LightningCLI):
             help="W&B mode: offline (default; sync later with `wandb sync`), online or disabled.",
         )
         parser.add_argument("--wandb_project", type=str, default="fer-zoo", help="W&B project.")
+        parser.add_argument(
+            "--test_each_epoch",
+            type=bool,
+            default=False,
+            help="fit: also run the test split after each validation and report the best test epoch "
+            "(for comparison with papers that select on test; selection stays on validation).",
+        )
         parser.add_argument(
             "--monitor",
             type=str,
@@ -156,6 +163,8 @@ class FerZooCLI(LightningCLI):
                     filename="best-epoch{epoch:02d}-" + monitor.split("/")[-1] + "{" + monitor + ":.4f}",
                 )
             )
+            if config.get("test_each_epoch"):
+                callbacks.append(TestEachEpoch())
             if extra.get("logger") or trainer_config.get("logger"):
                 callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         if sub == "predict":

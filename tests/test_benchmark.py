@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from tests.conftest import REPO
 
@@ -15,7 +16,7 @@ def test_benchmark_runner_end_to_end(tmp_path):
         "--dataset",
         "synthetic",
         "--models",
-        "baseline,clip-zeroshot",
+        "baseline,clip-zeroshot,mpa",
         "--epochs",
         "1",
         "--runs",
@@ -38,9 +39,17 @@ def test_benchmark_runner_end_to_end(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     table = pd.read_csv(tmp_path / "results" / "synthetic.csv")
-    assert list(table["model"]) == ["baseline", "clip-zeroshot"] and table["acc"].between(0, 1).all()
+    # MPA is followed by the baseline trained with MPA's recipe (SGD 0.032, cosine, MPA's 64 px input)
+    assert list(table["model"]) == ["baseline", "clip-zeroshot", "mpa", "baseline-mpa-recipe"]
+    assert table["acc"].between(0, 1).all() and table["best_test_epoch_acc"].notna().all()
+    recipe = (tmp_path / "synthetic" / "baseline-mpa-recipe" / "s0" / "fit" / "lightning_config.yaml").read_text()
+    assert "fer_zoo.models.Baseline" in recipe and "lr: 0.032" in recipe and "clip_arch" not in recipe
     markdown = (tmp_path / "results" / "synthetic.md").read_text()
     assert "| baseline | 0 |" in markdown and "single-device" in markdown
+    mpa_row = next(line for line in markdown.splitlines() if line.startswith("| mpa |"))
+    accs = table.set_index("model")["acc"]
+    shown = float(mpa_row.split("|")[6])  # the "OA − recipe baseline" column
+    assert shown == pytest.approx(100 * (accs["mpa"] - accs["baseline-mpa-recipe"]), abs=0.02)
     assert (tmp_path / "results" / "synthetic" / "baseline" / "s0" / "curves.png").exists()
 
 
@@ -91,3 +100,27 @@ def test_label_correction_stats(tmp_path):
     assert s["flipped_top_is_clean"] == 0.5 and s["flipped_top_is_noisy"] == 0.5  # image 2 corrected, 3 not
     assert abs(s["flipped_weight_noisy"] - 0.45) < 1e-6 and abs(s["flipped_weight_clean"] - 0.5) < 1e-6
     assert s["flipped_clean_runner_up"] == 1.0 and abs(s["kept_weight_label"] - 0.8) < 1e-6
+
+
+def test_recipe_config_is_the_baseline_with_the_methods_recipe():
+    from benchmarks.run import recipe_config, recipe_method
+
+    assert recipe_method("baseline-lanet-recipe") == "lanet" and recipe_method("baseline") is None
+    config = recipe_config("synthetic", "lanet", ["model.queue_size=64", "model.lr=0.0005", "data.num_train=64"])
+    model = config["model"]
+    assert model["class_path"] == "fer_zoo.models.Baseline"
+    # LA-Net's packaged recipe (Adam, no weight decay, linear decay), a recipe override, not its queue size
+    assert model["init_args"] == {
+        "optimizer": "adam",
+        "lr": 0.0005,
+        "weight_decay": 0.0,
+        "scheduler": "linear",
+        "label_smoothing": 0.0,
+        "backbone": "resnet18",
+    }
+    data = config["data"]["init_args"]
+    assert data["sampler"] == "progressive" and data["image_size"] == 48 and config["trainer"]["max_epochs"] == 6
+    lacovl = recipe_config("synthetic", "lacovl", [])
+    assert "positive_pairs" not in lacovl["data"]["init_args"]  # the baseline does not load pairs
+    assert lacovl["model"]["init_args"]["optimizer"] == "adam" and lacovl["model"]["init_args"]["lr"] == 0.001
+    assert lacovl["model"]["init_args"]["scheduler"] == "exponential"

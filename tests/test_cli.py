@@ -81,7 +81,7 @@ def test_bad_options_are_named(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    main(baseline("fit", "--trainer.max_epochs", "2", "--run_dir", str(run)))
+    main(baseline("fit", "--trainer.max_epochs", "2", "--run_dir", str(run), "--test_each_epoch", "true"))
     return run
 
 
@@ -98,6 +98,19 @@ def test_test_from_checkpoint(fitted, tmp_path):
     assert 0 <= test["test/acc"] <= 1 and len(test["confusion_matrix"]) == 7
     assert sum(map(sum, test["confusion_matrix"])) == 32
     assert (tmp_path / "test_per_class.csv").read_text().startswith("class,accuracy,support")
+
+
+def test_best_test_epoch_is_reported_and_matches_a_separate_test(fitted, tmp_path):
+    report = json.loads((fitted / "fit_report.json").read_text())
+    with open(fitted / "metrics.csv") as handle:
+        per_epoch = {int(r["epoch"]): float(r["test_each_epoch/acc"]) for r in csv.DictReader(handle) if r.get("test_each_epoch/acc")}
+    assert set(per_epoch) == {0, 1}
+    best = max(per_epoch, key=per_epoch.get)
+    assert report["best_test_epoch"] == {"epoch": best, "acc": pytest.approx(per_epoch[best])}
+    # the per-epoch figure is the test accuracy of that epoch's weights (last.ckpt holds epoch 1)
+    main(baseline("test", "--ckpt_path", str(fitted / "checkpoints" / "last.ckpt"), "--run_dir", str(tmp_path)))
+    test = json.loads((tmp_path / "test_report.json").read_text())
+    assert test["test/acc"] == pytest.approx(per_epoch[1], abs=1e-6)
 
 
 def test_interrupted_fit_resumes_from_last_checkpoint(tmp_path):

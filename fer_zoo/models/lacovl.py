@@ -30,7 +30,8 @@ from fer_zoo.models.components.text import CLIPTextEncoder, article
 from fer_zoo.weights import load_into
 
 LACOVL_TEMPLATE = "a photo of a face showing {name}, {description}"
-INFERENCE = ("vis", "fusion")
+INFERENCE = ("base", "vis", "fusion")
+OBJECTIVES = ("qcs", "figure")
 
 
 def in_batch_positives(labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -59,15 +60,25 @@ class LaCoVL(FERTask):
       A text-bias generator (CoCoOp meta-net ``dim -> dim/16 -> d``) gives ``delta_t``, with
       ``T_hat = T_fix + alpha delta_t`` (alpha learnable, starting at 0.1), and
       ``y_sem = sem_scale * cos(proj(Z_hat), T_hat)``.
-    - Loss (the figure): ``1/4 sum_{m in a, p} [CE(y_vis_m) + lambda CE(y_sem_m)]``.
+    - Loss, ``objective=qcs`` (default): QCS, on which the figure visibly builds, trains four
+      visual cross-entropies, base and cross, for anchor and positive: the base logits
+      ``y_base = head(Z)`` of the LGAE class token and the cross logits ``y_vis`` of CSL. With the
+      figure's semantic terms: ``1/4 sum_m [CE(y_base_m) + CE(y_vis_m) + lambda CE(y_sem_m)]``.
+      ``objective=figure`` is the figure's loss as drawn, ``1/4 sum_m [CE(y_vis_m) + lambda
+      CE(y_sem_m)]``, with no base term.
+    - Taming the semantic branch: with a random CLIP its gradient into the shared encoder was 7-41x
+      the visual one at init. ``sem_detach`` stops it at ``Z`` (the semantic head still learns);
+      ``sem_warmup_epochs`` ramps ``lambda`` linearly from 0. Both are off by default (the figure
+      has neither).
     - Optimiser: SAM (``sam_rho``; 0 turns it off) over Adam, weight decay 1e-4, exponential decay
       0.98 per epoch (POSTER++/QCS recipe).
 
     Positives come from the data module (``--data.positive_pairs true``: a random training image
     of the same class, as QCS does). Without it, each anchor is paired with a random other
     same-class sample of the batch (itself when alone). Inference uses the anchor only:
-    ``inference=vis`` (default) is ``y_vis`` of the self-pair ``X_p = X_a``; ``fusion`` returns
-    ``log(softmax(y_vis) + fusion_weight * softmax(y_sem))``.
+    ``inference=base`` (default, as QCS tests) is ``y_base``; ``vis`` is ``y_vis`` of the self-pair
+    ``X_p = X_a``; ``fusion`` returns ``log(softmax(y_vis) + fusion_weight * softmax(y_sem))``.
+    ``base`` needs ``objective=qcs`` (the figure's loss never trains the base head).
 
     Deviations: BGCA works on the 49 embedded tokens per scale (POSTER++ attends over windows of
     the full 28/14/7 maps). Scales are embedded by a 1x1 conv and adaptive average pooling, not
@@ -95,7 +106,11 @@ class LaCoVL(FERTask):
         bias_per_class: bool = False,
         sem_scale: float = 100.0,
         lambda_sem: float = 1.0,
-        inference: str = "vis",
+        objective: str = "qcs",
+        sem_detach: bool = False,
+        sem_warmup_epochs: int = 0,
+        csa_qcs_details: bool = True,
+        inference: str = "base",
         fusion_weight: float = 1.0,
         sam_rho: float = 0.05,
         optimizer: str = "adam",
@@ -126,7 +141,12 @@ class LaCoVL(FERTask):
             bias_per_class: the text-bias generator outputs one bias per class (else one, broadcast).
             sem_scale: scale of the semantic cosine logits (1 / tau).
             lambda_sem: weight of the semantic CE terms.
-            inference: ``vis`` or ``fusion``.
+            objective: ``qcs`` (base and cross CEs) or ``figure`` (cross CEs only).
+            sem_detach: keep the semantic loss from reaching the LGAE encoder.
+            sem_warmup_epochs: ramp ``lambda_sem`` linearly from 0 over this many epochs.
+            csa_qcs_details: batch-wide min/max and one shared MLP in the cross-similarity blocks,
+                as the released QCS code (False: per-sample, separate MLPs).
+            inference: ``base``, ``vis`` or ``fusion``.
             fusion_weight: weight of ``softmax(y_sem)`` in the fusion.
             sam_rho: SAM neighbourhood size (0: plain optimiser steps).
             optimizer: see :class:`FERTask` (paper recipe: Adam).
@@ -141,6 +161,10 @@ class LaCoVL(FERTask):
         )
         if inference not in INFERENCE:
             raise ValueError(f"model.inference must be one of {INFERENCE}, got {inference!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"model.objective must be one of {OBJECTIVES}, got {objective!r}")
+        if inference == "base" and objective != "qcs":
+            raise ValueError("model.inference=base needs model.objective=qcs (the figure's loss never trains it)")
         self.automatic_optimization = sam_rho <= 0
         self.pyramid = ImagePyramid(pyramid, weights)
         self.landmark_net = LandmarkNet(landmark_input)
@@ -164,7 +188,8 @@ class LaCoVL(FERTask):
         self.bgca = nn.ModuleList(BGCA(dim, heads) for _ in PYRAMID_CHANNELS)
         n_tokens = len(PYRAMID_CHANNELS) * tokens_side**2
         self.vit = ViT(dim, n_tokens, vit_depth, heads)
-        self.csa = nn.ModuleList(CrossSimilarityAttention(dim) for _ in PYRAMID_CHANNELS)
+        self.base_head = nn.Linear(dim, self.num_classes)
+        self.csa = nn.ModuleList(CrossSimilarityAttention(dim, csa_qcs_details) for _ in PYRAMID_CHANNELS)
         self.cross_vit = ViT(dim, n_tokens, cross_depth, heads, cross_dropout)
         self.vis_head = nn.Linear(dim, self.num_classes)
         # Vision-language enhancement and expression-conditioned prompting.
@@ -229,8 +254,10 @@ class LaCoVL(FERTask):
         return self.hparams.sem_scale * F.cosine_similarity(visual, text, dim=-1)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Anchor-only inference: ``y_vis`` of the self-pair, or the fusion with ``y_sem``."""
+        """Anchor-only inference: ``y_base``, ``y_vis`` of the self-pair, or the fusion with ``y_sem``."""
         patches, cls = self.encode(images)
+        if self.hparams.inference == "base":
+            return self.base_head(cls)
         logits = self.cross(patches, patches)[0]
         if self.hparams.inference == "vis":
             return logits
@@ -238,8 +265,22 @@ class LaCoVL(FERTask):
         return fused.clamp_min(1e-12).log()
 
     # --- training ---------------------------------------------------------------------
+    def semantic_weight(self) -> float:
+        """``lambda_sem``, ramped linearly over the first ``sem_warmup_epochs`` epochs."""
+        hp = self.hparams
+        warmup = hp.get("sem_warmup_epochs", 0)
+        if warmup <= 0 or self._trainer is None:
+            return hp.lambda_sem
+        steps_per_epoch = max(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs or 1, 1), 1)
+        return hp.lambda_sem * min(1.0, self.trainer.global_step / (warmup * steps_per_epoch))
+
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """``1/4 sum_m [CE(y_vis_m) + lambda CE(y_sem_m)]`` over anchor and positive."""
+        """``1/4 sum_m [CE(y_base_m) + CE(y_vis_m) + lambda CE(y_sem_m)]`` over anchor and positive.
+
+        The base terms only with ``objective=qcs``. The returned logits are those of the
+        inference path (``y_base`` or ``y_vis`` of the anchor).
+        """
+        hp = self.hparams
         images, labels = batch["image"], batch["label"]
         if "positive_image" in batch:
             positives = batch["positive_image"]
@@ -250,15 +291,22 @@ class LaCoVL(FERTask):
         patches_a, cls_a = self.encode(images)
         patches_p, cls_p = self.encode(positives)
         vis_a, vis_p = self.cross(patches_a, patches_p)
-        sem_a, sem_p = self.semantic(images, cls_a), self.semantic(positives, cls_p)
-        smoothing = self.hparams.label_smoothing
+        sem_cls_a, sem_cls_p = (cls_a.detach(), cls_p.detach()) if hp.get("sem_detach") else (cls_a, cls_p)
+        logits = {"vis_a": vis_a, "vis_p": vis_p}
+        logits["sem_a"], logits["sem_p"] = self.semantic(images, sem_cls_a), self.semantic(positives, sem_cls_p)
+        if hp.get("objective", "figure") == "qcs":
+            logits["base_a"], logits["base_p"] = self.base_head(cls_a), self.base_head(cls_p)
         ce = {
-            name: F.cross_entropy(logits, labels, label_smoothing=smoothing)
-            for name, logits in (("vis_a", vis_a), ("vis_p", vis_p), ("sem_a", sem_a), ("sem_p", sem_p))
+            name: F.cross_entropy(value, labels, label_smoothing=hp.label_smoothing) for name, value in logits.items()
         }
-        lam = self.hparams.lambda_sem
-        loss = 0.25 * (ce["vis_a"] + ce["vis_p"] + lam * (ce["sem_a"] + ce["sem_p"]))
-        return loss, vis_a, {f"ce_{k}": v.detach() for k, v in ce.items()}
+        visual = ce["vis_a"] + ce["vis_p"] + ce.get("base_a", 0.0) + ce.get("base_p", 0.0)
+        lam = self.semantic_weight()
+        loss = 0.25 * (visual + lam * (ce["sem_a"] + ce["sem_p"]))
+        extra = {f"ce_{k}": v.detach() for k, v in ce.items()}
+        if hp.get("sem_warmup_epochs", 0) > 0:
+            extra["lambda_sem"] = torch.tensor(lam)
+        shown = logits["base_a"] if hp.inference == "base" else vis_a
+        return loss, shown, extra
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Automatic optimisation, or a manual SAM step (ascend to the worst nearby weights, descend there)."""
@@ -289,6 +337,8 @@ class LaCoVL(FERTask):
     def inference_modules(self) -> list[nn.Module]:
         """Everything used by ``inference=vis`` (CLIP and the semantic head only for ``fusion``)."""
         modules = [self.pyramid, self.landmark_net, self.embed_image, self.embed_landmark, self.bgca, self.vit]
+        if self.hparams.inference == "base":
+            return [*modules, self.base_head]
         modules += [self.csa, self.cross_vit, self.vis_head]
         if self.hparams.inference == "fusion":
             modules += [self.clip, self.teacher_proj, self.vles_attn, self.text_bias, self.sem_proj]

@@ -28,7 +28,6 @@ def test_in_batch_positives_share_the_label_and_avoid_self():
 def test_cross_similarity_weights_are_symmetric_for_a_self_pair():
     torch.manual_seed(0)
     block = CrossSimilarityAttention(8)
-    block.ffn_p.load_state_dict(block.ffn_a.state_dict())
     x = torch.randn(2, 5, 8)
     a, p = block(x, x)
     assert torch.allclose(a, p, atol=1e-6) and a.shape == x.shape
@@ -41,18 +40,83 @@ def test_bgca_starts_close_to_its_input_gate_mix():
     assert block(x, lm).shape == x.shape
 
 
-def test_loss_is_the_figures_average_and_inference_uses_the_self_pair(model):
+def test_qcs_objective_adds_the_base_terms_and_infers_with_the_base_branch(model):
     torch.manual_seed(1)
     batch = {"image": torch.randn(4, 3, 48, 48), "label": torch.tensor([0, 1, 0, 2])}
     loss, logits, extra = model.training_loss(batch)
-    expected = 0.25 * (extra["ce_vis_a"] + extra["ce_vis_p"] + extra["ce_sem_a"] + extra["ce_sem_p"])
+    ce = {k[3:]: v for k, v in extra.items()}
+    assert set(ce) == {"vis_a", "vis_p", "sem_a", "sem_p", "base_a", "base_p"}
+    expected = 0.25 * sum(ce.values())  # lambda_sem = 1
     assert torch.allclose(loss.detach(), expected) and logits.shape == (4, 3)
     assert torch.equal(batch["image"][batch["in_batch_positive"]][2], batch["image"][0])
+    with torch.no_grad():  # the base term is the CE of the base head on the anchor's class token
+        base_a = F.cross_entropy(model.base_head(model.encode(batch["image"])[1]), batch["label"])
+    assert torch.allclose(ce["base_a"], base_a, atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        _, cls = model.encode(batch["image"][:2])
+        assert torch.allclose(model(batch["image"][:2]), model.base_head(cls), atol=1e-5)
+    model.train()
+
+
+def test_figure_objective_is_the_figures_average_and_infers_with_the_self_pair():
+    torch.manual_seed(0)
+    model = LaCoVL(num_classes=3, class_names=NAMES, objective="figure", inference="vis", lambda_sem=0.5, **TINY)
+    torch.manual_seed(1)
+    batch = {"image": torch.randn(4, 3, 48, 48), "label": torch.tensor([0, 1, 0, 2])}
+    loss, _, extra = model.training_loss(batch)
+    assert "ce_base_a" not in extra
+    expected = 0.25 * (extra["ce_vis_a"] + extra["ce_vis_p"] + 0.5 * (extra["ce_sem_a"] + extra["ce_sem_p"]))
+    assert torch.allclose(loss.detach(), expected)
     model.eval()
     with torch.no_grad():
         patches, _ = model.encode(batch["image"][:2])
         assert torch.allclose(model(batch["image"][:2]), model.cross(patches, patches)[0], atol=1e-5)
-    model.train()
+    with pytest.raises(ValueError, match="model.objective=qcs"):
+        LaCoVL(num_classes=3, class_names=NAMES, objective="figure", inference="base", **TINY)
+
+
+def test_sem_detach_keeps_the_semantic_gradient_out_of_the_encoder():
+    torch.manual_seed(0)
+    model = LaCoVL(num_classes=3, class_names=NAMES, sem_detach=True, lambda_sem=1.0, **TINY)
+    batch = {"image": torch.randn(4, 3, 48, 48), "label": torch.tensor([0, 1, 0, 2])}
+    _, _, extra = model.training_loss(batch)
+    # only the semantic terms: the encoder gets no gradient, the semantic head does
+    model.zero_grad(set_to_none=True)
+    model.training_loss(batch)  # logits are rebuilt; take the semantic CE alone
+    patches, cls = model.encode(batch["image"])
+    sem = model.semantic(batch["image"], cls.detach())
+    F.cross_entropy(sem, batch["label"]).backward()
+    assert model.vit.cls.grad is None and model.sem_proj.weight.grad is not None
+    assert set(extra) >= {"ce_sem_a", "ce_base_a"}
+
+
+def test_semantic_weight_warms_up_linearly():
+    class FakeTrainer:
+        estimated_stepping_batches, max_epochs, global_step = 100, 10, 5
+
+    torch.manual_seed(0)
+    model = LaCoVL(num_classes=3, class_names=NAMES, sem_warmup_epochs=2, lambda_sem=0.8, **TINY)
+    model._trainer = FakeTrainer()
+    assert model.semantic_weight() == pytest.approx(0.8 * 5 / 20)  # 10 steps per epoch, 2 epochs of warm-up
+    FakeTrainer.global_step = 50
+    assert model.semantic_weight() == pytest.approx(0.8)
+
+
+def test_cross_similarity_qcs_details_use_batch_wide_min_max_and_one_mlp():
+    torch.manual_seed(0)
+    qcs, per_sample = CrossSimilarityAttention(8, qcs_details=True), CrossSimilarityAttention(8, qcs_details=False)
+    assert qcs.ffn_a is qcs.ffn_p and per_sample.ffn_a is not per_sample.ffn_p
+    per_sample.load_state_dict({k: v for k, v in qcs.state_dict().items()}, strict=False)
+    per_sample.ffn_p.load_state_dict(qcs.ffn_a.state_dict())
+    a, p = torch.randn(1, 5, 8), torch.randn(1, 5, 8)
+    # one sample: batch-wide and per-sample min/max agree
+    for x, y in zip(qcs(a, p), per_sample(a, p)):
+        assert torch.allclose(x, y, atol=1e-6)
+    # a second, far-away sample changes the batch-wide shift and so the first sample's output
+    a2, p2 = torch.cat([a, 10 * torch.randn(1, 5, 8)]), torch.cat([p, 10 * torch.randn(1, 5, 8)])
+    assert not torch.allclose(qcs(a2, p2)[0][0], qcs(a, p)[0][0], atol=1e-4)
+    assert torch.allclose(per_sample(a2, p2)[0][0], per_sample(a, p)[0][0], atol=1e-5)
 
 
 def test_frozen_parts_get_no_gradient_and_landmark_net_stays_in_eval(model):

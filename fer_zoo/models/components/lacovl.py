@@ -217,23 +217,31 @@ class CrossSimilarityAttention(nn.Module):
     ``[K1, V1] = W LN(X_a)``, ``[Q2, V2] = W LN(X_p)`` (one shared projection). ``D = cdist(Q2, K1)``,
     ``S = max(D') - D'`` with ``D' = D - min(D)``. ``a1 = softmax_N1(sum_rows normalize_N1(S))``
     reweights the anchor tokens and ``a2 = softmax_N2(sum_cols normalize_N2(S))`` the positive
-    ones: ``X <- X + a * V``, then LN and an MLP residual.
+    ones: ``X <- X + a * V``, then a pre-norm MLP residual.
+
+    With ``qcs_details`` (default) it follows the released QCS code (``utils.Attn_DCS_S`` and
+    ``CrossAttention``): the min and max of ``D`` are taken over the whole batch, and one MLP
+    (and its LayerNorm) serves anchor and positive. Without it, min and max are per sample and
+    anchor and positive have MLPs of their own (this project's first reading).
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, qcs_details: bool = True) -> None:
         """Build the block."""
         super().__init__()
+        self.qcs_details = qcs_details
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, 2 * dim)
-        self.ffn_a, self.ffn_p = FeedForward(dim), FeedForward(dim)
+        self.ffn_a = FeedForward(dim)
+        self.ffn_p = self.ffn_a if qcs_details else FeedForward(dim)
 
     def forward(self, anchor: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
         """Refined ``(anchor, positive)`` tokens."""
         k1, v1 = self.proj(self.norm(anchor)).chunk(2, dim=-1)
         q2, v2 = self.proj(self.norm(positive)).chunk(2, dim=-1)
         distance = torch.cdist(q2, k1)  # (B, N2, N1)
-        shifted = distance - distance.amin(dim=(1, 2), keepdim=True)
-        similarity = shifted.amax(dim=(1, 2), keepdim=True) - shifted
+        dims = None if self.qcs_details else (1, 2)
+        shifted = distance - (distance.amin() if dims is None else distance.amin(dim=dims, keepdim=True))
+        similarity = (shifted.amax() if dims is None else shifted.amax(dim=dims, keepdim=True)) - shifted
         a1 = F.normalize(similarity, dim=2).sum(1).softmax(-1)  # over anchor tokens N1
         a2 = F.normalize(similarity, dim=1).sum(2).softmax(-1)  # over positive tokens N2
         return self.ffn_a(anchor + a1.unsqueeze(-1) * v1), self.ffn_p(positive + a2.unsqueeze(-1) * v2)
