@@ -170,6 +170,13 @@ class FERTask(L.LightningModule):
         out["probs"] = probs
         return out
 
+    def warmup_factor(self, epochs: float) -> float:
+        """Linear ramp from 0 to 1 over the first ``epochs`` epochs of fit, by step (1 when ``epochs <= 0``)."""
+        if epochs <= 0 or self._trainer is None:
+            return 1.0
+        steps_per_epoch = max(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs or 1, 1), 1)
+        return min(1.0, self.trainer.global_step / (epochs * steps_per_epoch))
+
     # --- optimisation -----------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameter groups; biases and norm weights get no weight decay."""

@@ -267,12 +267,7 @@ class LaCoVL(FERTask):
     # --- training ---------------------------------------------------------------------
     def semantic_weight(self) -> float:
         """``lambda_sem``, ramped linearly over the first ``sem_warmup_epochs`` epochs."""
-        hp = self.hparams
-        warmup = hp.get("sem_warmup_epochs", 0)
-        if warmup <= 0 or self._trainer is None:
-            return hp.lambda_sem
-        steps_per_epoch = max(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs or 1, 1), 1)
-        return hp.lambda_sem * min(1.0, self.trainer.global_step / (warmup * steps_per_epoch))
+        return self.hparams.lambda_sem * self.warmup_factor(self.hparams.get("sem_warmup_epochs", 0))
 
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """``1/4 sum_m [CE(y_base_m) + CE(y_vis_m) + lambda CE(y_sem_m)]`` over anchor and positive.

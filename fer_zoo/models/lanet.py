@@ -62,6 +62,7 @@ class LANet(FERTask):
         lambda_lm: float = 1.0,
         lambda_kl: float = 1.0,
         lambda_el: float = 0.1,
+        lm_warmup_epochs: float = 0.0,
         el_temperature: float = 0.1,
         key_momentum: float = 0.999,
         queue_size: int = 8192,
@@ -85,6 +86,9 @@ class LANet(FERTask):
             lambda_lm: heatmap loss weight.
             lambda_kl: LDE KL weight.
             lambda_el: expression-landmark contrast weight.
+            lm_warmup_epochs: ramp ``lambda_lm`` linearly from 0 over this many epochs (0: off, the
+                paper). An option for random init, where the heatmap loss dominates the shared stem
+                before the expression branch has learned anything.
             el_temperature: EL temperature T.
             key_momentum: momentum of the key encoder.
             queue_size: keys per queue.
@@ -207,7 +211,8 @@ class LANet(FERTask):
         )
         self._pending = (key_u, key_v, all_pseudo)
 
-        loss = loss_ce + hp.lambda_lm * loss_lm + hp.lambda_kl * loss_kl + hp.lambda_el * loss_el
+        lambda_lm = hp.lambda_lm * self.warmup_factor(hp.get("lm_warmup_epochs", 0.0))
+        loss = loss_ce + lambda_lm * loss_lm + hp.lambda_kl * loss_kl + hp.lambda_el * loss_el
         extra = {"loss_ce": loss_ce, "loss_lm": loss_lm, "loss_kl": loss_kl, "loss_el": loss_el}
         return loss, logits, {k: t.detach() for k, t in extra.items()}
 

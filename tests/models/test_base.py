@@ -51,3 +51,16 @@ def test_cycle_momentum_and_nesterov_are_explicit_options(tmp_path):
     # OneCycleLR's own cycle: 0.95 at the start, down to 0.85 at the peak of the learning rate
     assert record.momenta[0] == pytest.approx(0.95) and min(record.momenta) < 0.87
     assert record.nesterov == [True] * 12
+
+
+def test_warmup_factor_is_a_linear_ramp_by_step():
+    class FakeTrainer:
+        estimated_stepping_batches, max_epochs, global_step = 60, 6, 0  # 10 steps per epoch
+
+    model = Baseline(num_classes=3)
+    assert model.warmup_factor(2) == 1.0  # no trainer (e.g. inference): fully on
+    model._trainer = FakeTrainer()
+    for step, factor in ((0, 0.0), (5, 0.25), (20, 1.0), (55, 1.0)):
+        FakeTrainer.global_step = step
+        assert model.warmup_factor(2) == pytest.approx(factor)
+    assert model.warmup_factor(0) == 1.0

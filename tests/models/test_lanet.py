@@ -87,6 +87,19 @@ def test_training_step_losses_gradients_bank_and_queue():
     assert int(model.queue_ptr) == 8 and (model.queue_labels[:8] > -(10**9)).all()
 
 
+def test_landmark_loss_warm_up_ramps_its_weight():
+    torch.manual_seed(0)
+    model = LANet(num_classes=3, class_names=["a", "b", "c"], queue_size=16, knn=3, lm_warmup_epochs=2, lambda_lm=2.0)
+    asked = []
+    for factor in (0.0, 0.25, 1.0):  # FERTask.warmup_factor's ramp is tested in test_base
+        model.warmup_factor = lambda epochs, f=factor: asked.append(epochs) or f
+        model.bank = F.one_hot(torch.arange(8) % 3, 3).float()
+        loss, _, extra = model.training_loss(_batch())
+        expected = extra["loss_ce"] + 2.0 * factor * extra["loss_lm"] + extra["loss_kl"] + 0.1 * extra["loss_el"]
+        assert torch.allclose(loss.detach(), expected, atol=1e-5), factor
+    assert asked == [2, 2, 2]
+
+
 def test_inference_uses_the_expression_branch_only():
     model = LANet(num_classes=3, class_names=["a", "b", "c"], queue_size=16).eval()
     images = torch.randn(2, 3, 32, 32)
