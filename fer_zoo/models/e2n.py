@@ -18,6 +18,7 @@ from fer_zoo.models.base import FERTask
 from fer_zoo.models.components.backbones import build_backbone
 from fer_zoo.models.components.text import TEXT_SOURCES, build_text_encoder, class_prompts
 
+E2N_HEADS = ("released", "linear")
 E2N_TEMPLATE = "a photo of a person making {article} {name} facial expression."
 
 
@@ -106,6 +107,7 @@ class E2N(FERTask):
         logit_scale: float = 100.0,
         learn_logit_scale: bool = False,
         transform_hidden: int = 128,
+        head: str = "released",
         lambda_s: float = 1.0,
         lambda_t: float = 1.0,
         lambda_c: float = 1.0,
@@ -126,6 +128,9 @@ class E2N(FERTask):
                 value when ``learn_logit_scale`` (CLIP's own init is ``1 / 0.07 = 14.29``).
             learn_logit_scale: learn the scale as CLIP does (a log-scale parameter, capped at 100).
             transform_hidden: bottleneck width of ``F_n``.
+            head: ``released`` (Linear-BN-Linear-BN, the released code) or ``linear`` (one Linear with
+                bias and no BatchNorm: a from-scratch option, BatchNorm on ``v`` fixes every
+                coordinate's variance and so the share of ``v`` outside the text directions).
             lambda_s: weight of ``L_s``.
             lambda_t: weight of ``L_t``.
             lambda_c: weight of ``L_c``.
@@ -150,13 +155,17 @@ class E2N(FERTask):
         dim = encoder.dim
         del encoder
         self.backbone, feat_dim = build_backbone(backbone, weights)
-        # The released head: Linear-BN-Linear-BN into the text space.
-        self.head = nn.Sequential(
-            nn.Linear(feat_dim, feat_dim, bias=False),
-            nn.BatchNorm1d(feat_dim),
-            nn.Linear(feat_dim, dim, bias=False),
-            nn.BatchNorm1d(dim),
-        )
+        if head not in E2N_HEADS:
+            raise ValueError(f"model.head must be one of {E2N_HEADS}, got {head!r}")
+        if head == "linear":
+            self.head = nn.Sequential(nn.Linear(feat_dim, dim))
+        else:  # the released head: Linear-BN-Linear-BN into the text space
+            self.head = nn.Sequential(
+                nn.Linear(feat_dim, feat_dim, bias=False),
+                nn.BatchNorm1d(feat_dim),
+                nn.Linear(feat_dim, dim, bias=False),
+                nn.BatchNorm1d(dim),
+            )
         self.transform = nn.Sequential(nn.Linear(dim, transform_hidden), nn.ReLU(), nn.Linear(transform_hidden, dim))
         if learn_logit_scale:
             self.log_logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)))

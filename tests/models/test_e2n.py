@@ -124,3 +124,10 @@ def test_learned_logit_scale_starts_at_its_value_trains_and_is_capped():
     assert float(model.scale.detach()) == pytest.approx(100.0)
     fixed = tiny_e2n(logit_scale=30.0)
     assert fixed.scale == 30.0 and not any("logit_scale" in n for n, _ in fixed.named_parameters())
+
+
+def test_linear_head_option():
+    model = tiny_e2n(head="linear")
+    assert [type(m).__name__ for m in model.head] == ["Linear"] and model.head[0].bias is not None
+    with pytest.raises(ValueError, match="model.head"):
+        tiny_e2n(head="mlp")
