@@ -78,26 +78,45 @@ def recipe_method(model: str) -> str | None:
     return None
 
 
+def _model_settings(dataset: str, model: str, overrides: list[str]) -> dict:
+    """A model's init args: FERTask defaults, then its packaged config, experiment config and overrides."""
+    import inspect
+
+    import yaml
+
+    from fer_zoo.models.base import FERTask
+
+    settings = {
+        k: p.default for k, p in inspect.signature(FERTask.__init__).parameters.items() if k in RECIPE_KEYS
+    }
+    packaged = registry.config_path("model", model)
+    if packaged:
+        settings.update(yaml.safe_load(packaged.read_text()).get("init_args", {}))
+    experiment = experiment_file(dataset, model)
+    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    settings.update(((config.get("model") or {}).get("init_args")) or {})
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.replace(".init_args.", ".").startswith("model."):
+            settings[key.split(".")[-1]] = yaml.safe_load(value)
+    return settings
+
+
 def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
     """Config of the plain baseline trained with ``method``'s recipe on ``dataset``.
 
     The method's experiment config (or packaged defaults) gives the trainer section, the data
-    section (less ``METHOD_ONLY_DATA``) and the recipe keys of its model section; the model is
-    the baseline's (its packaged defaults for everything else, e.g. ResNet-18, no dropout), with
-    the method's backbone and weights when it has a ResNet one. Model overrides that are not
-    recipe keys (a method's width, its CLIP) are left out.
+    section (less ``METHOD_ONLY_DATA``) and the recipe keys of its model section (FERTask's
+    defaults where neither sets one); the model is the baseline's (its packaged defaults for
+    everything else, e.g. ResNet-18, no dropout), with the method's backbone and weights when it
+    has a ResNet one. Model overrides that are not recipe keys (a method's width, its CLIP) are
+    left out.
     """
     import yaml
 
     experiment = experiment_file(dataset, method)
     config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
-    packaged = registry.config_path("model", method)
-    method_model = yaml.safe_load(packaged.read_text()).get("init_args", {}) if packaged else {}
-    method_model.update(((config.get("model") or {}).get("init_args")) or {})
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.replace(".init_args.", ".").startswith("model."):
-            method_model[key.split(".")[-1]] = yaml.safe_load(value)
+    method_model = _model_settings(dataset, method, overrides)
     init_args = {k: method_model[k] for k in RECIPE_KEYS if k in method_model}
     if str(method_model.get("backbone", "")).startswith("resnet"):
         init_args["backbone"] = method_model["backbone"]
@@ -112,6 +131,23 @@ def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
         data["init_args"] = {k: v for k, v in (data.get("init_args") or {}).items() if k not in METHOD_ONLY_DATA}
         out["data"] = data
     return out
+
+
+def recipe_is_baselines(dataset: str, method: str, overrides: list[str]) -> bool:
+    """Whether ``method``'s recipe is exactly the baseline's (then its ablation row is the baseline row)."""
+    import yaml
+
+    recipe = recipe_config(dataset, method, overrides)
+    baseline = _model_settings(dataset, "baseline", overrides)
+    ours = {k: baseline.get(k) for k in recipe["model"]["init_args"]}
+    ours.setdefault("backbone", baseline.get("backbone"))
+    theirs = {**recipe["model"]["init_args"]}
+    theirs.setdefault("backbone", baseline.get("backbone"))
+    if ours != theirs or bool(baseline.get("weights")) != bool(theirs.get("weights")):
+        return False
+    experiment = experiment_file(dataset, "baseline")
+    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    return all(recipe.get(k) == config.get(k) for k in ("trainer", "data"))
 
 
 def base_args(dataset: str, model: str, data_root: str | None, args: argparse.Namespace | None = None) -> list[str]:
@@ -292,6 +328,16 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     }
 
 
+def run_row(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict:
+    """One table row; a recipe row whose recipe is exactly the baseline's reuses the baseline's run."""
+    method = recipe_method(model)
+    generated = method is not None and not experiment_file(dataset, model).is_file()
+    if generated and recipe_is_baselines(dataset, method, args.override):
+        print(f"{model}: {method}'s recipe is the baseline's; its row is the baseline run", flush=True)
+        return {**fit_and_test(dataset, "baseline", seed, args), "model": model}
+    return fit_and_test(dataset, model, seed, args)
+
+
 def publish(dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, cmds: list[list[str]]) -> None:
     """Copy a run's curves, reports and commands under benchmarks/results/<dataset>/<model>/s<seed>/."""
     out = Path(RESULTS) / dataset / model / f"s{seed}"
@@ -446,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_recipe_rows:
         paired = [name for m in models for name in (m, f"baseline-{m}-recipe") if name == m or m in METHODS]
         models = list(dict.fromkeys(paired))
-    rows = [fit_and_test(args.dataset, m, s, args) for m in models for s in args.seeds]
+    rows = [run_row(args.dataset, m, s, args) for m in models for s in args.seeds]
     print(tabulate(rows, args.dataset, args, argv))
 
 

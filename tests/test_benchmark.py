@@ -109,7 +109,8 @@ def test_recipe_config_is_the_baseline_with_the_methods_recipe():
     config = recipe_config("synthetic", "lanet", ["model.queue_size=64", "model.lr=0.0005", "data.num_train=64"])
     model = config["model"]
     assert model["class_path"] == "fer_zoo.models.Baseline"
-    # LA-Net's packaged recipe (Adam, no weight decay, linear decay), a recipe override, not its queue size
+    # LA-Net's packaged recipe (Adam, no weight decay, linear decay), a recipe override, not its queue size;
+    # FERTask's defaults where neither config sets a recipe key
     assert model["init_args"] == {
         "optimizer": "adam",
         "lr": 0.0005,
@@ -117,6 +118,11 @@ def test_recipe_config_is_the_baseline_with_the_methods_recipe():
         "scheduler": "linear",
         "label_smoothing": 0.0,
         "backbone": "resnet18",
+        "momentum": 0.9,
+        "nesterov": False,
+        "cycle_momentum": False,
+        "warmup_pct": 0.1,
+        "lr_gamma": 0.98,
     }
     data = config["data"]["init_args"]
     assert data["sampler"] == "progressive" and data["image_size"] == 48 and config["trainer"]["max_epochs"] == 6
@@ -124,3 +130,13 @@ def test_recipe_config_is_the_baseline_with_the_methods_recipe():
     assert "positive_pairs" not in lacovl["data"]["init_args"]  # the baseline does not load pairs
     assert lacovl["model"]["init_args"]["optimizer"] == "adam" and lacovl["model"]["init_args"]["lr"] == 0.001
     assert lacovl["model"]["init_args"]["scheduler"] == "exponential"
+
+
+def test_a_recipe_equal_to_the_baselines_is_recognised():
+    from benchmarks.run import recipe_is_baselines
+
+    # synthetic E2N uses the baseline's optimiser, schedule, data and epochs; LA-Net and MPA do not
+    assert recipe_is_baselines("synthetic", "e2n", [])
+    assert not recipe_is_baselines("synthetic", "lanet", []) and not recipe_is_baselines("synthetic", "mpa", [])
+    # an override reaches every row, the baseline's too, so it keeps the recipes equal
+    assert recipe_is_baselines("synthetic", "e2n", ["model.lr=0.01"])
