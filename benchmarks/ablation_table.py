@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     reference = None
     for item in args.runs:
-        label, _, path = item.partition("=")
+        label, _, path = item.rpartition("=")  # labels may hold "="; run folders do not
         run_dir = Path(path)
         config = flatten(yaml.safe_load((run_dir / "lightning_config.yaml").read_text()))
         reference = reference or config

@@ -140,3 +140,19 @@ def test_a_recipe_equal_to_the_baselines_is_recognised():
     assert not recipe_is_baselines("synthetic", "lanet", []) and not recipe_is_baselines("synthetic", "mpa", [])
     # an override reaches every row, the baseline's too, so it keeps the recipes equal
     assert recipe_is_baselines("synthetic", "e2n", ["model.lr=0.01"])
+
+
+def test_ablation_table_reads_runs_and_names_the_changes(tmp_path):
+    from benchmarks.ablation_table import main as ablation_table
+
+    for name, lr, accs in (("a", 0.1, (0.2, 0.5, 0.4)), ("b", 0.3, (0.3, 0.35, 0.6))):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "lightning_config.yaml").write_text(f"model:\n  init_args:\n    lr: {lr}\n    head: linear\n")
+        rows = ["epoch,step,val/acc,train/acc"] + [f"{e},{e},{a},{a / 2}" for e, a in enumerate(accs)]
+        (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "table.md"
+    ablation_table([f"first=a={tmp_path / 'a'}", f"second={tmp_path / 'b'}", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[4] == "| first=a | (reference) | 3 | 50.0 (1) | 40.0 | 20.0 |"
+    assert lines[5] == "| second | `model.lr=0.3` | 3 | 60.0 (2) | 60.0 | 30.0 |"
