@@ -47,7 +47,8 @@ def summarise(run_dir: Path) -> dict[str, object]:
 def differences(reference: dict[str, object], other: dict[str, object]) -> str:
     """Model/data/trainer options of ``other`` that differ from ``reference``."""
     keys = sorted(k for k in set(reference) | set(other) if k.split(".")[0] in ("model", "data", "trainer"))
-    keys = [k for k in keys if not k.endswith(("class_names", "num_classes")) and reference.get(k) != other.get(k)]
+    skip = ("class_names", "num_classes", "log_every_n_steps")  # linked or logging-only options
+    keys = [k for k in keys if not k.endswith(skip) and reference.get(k) != other.get(k)]
     return ", ".join(f"`{k.replace('.init_args', '')}={other.get(k)}`" for k in keys) or "(reference)"
 
 
