@@ -128,8 +128,9 @@ def test_recipe_config_is_the_baseline_with_the_methods_recipe():
     assert data["sampler"] == "progressive" and data["image_size"] == 48 and config["trainer"]["max_epochs"] == 6
     lacovl = recipe_config("synthetic", "lacovl", [])
     assert "positive_pairs" not in lacovl["data"]["init_args"]  # the baseline does not load pairs
-    assert lacovl["model"]["init_args"]["optimizer"] == "adam" and lacovl["model"]["init_args"]["lr"] == 0.001
-    assert lacovl["model"]["init_args"]["scheduler"] == "exponential"
+    # experiments/synthetic/lacovl.yaml: Adam 3e-4, one-cycle with 15 % warm-up
+    assert lacovl["model"]["init_args"]["optimizer"] == "adam" and lacovl["model"]["init_args"]["lr"] == 0.0003
+    assert lacovl["model"]["init_args"]["scheduler"] == "onecycle" and lacovl["model"]["init_args"]["warmup_pct"] == 0.15
 
 
 def test_a_recipe_equal_to_the_baselines_is_recognised():
