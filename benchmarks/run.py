@@ -71,11 +71,25 @@ def experiment_file(dataset: str, model: str) -> Path:
     return ROOT / "experiments" / dataset / f"{model}.yaml"
 
 
+def experiment_config(dataset: str, model: str) -> dict:
+    """The committed experiment config of ``model`` on ``dataset`` ({} when there is none)."""
+    import yaml
+
+    experiment = experiment_file(dataset, model)
+    return yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+
+
 def recipe_method(model: str) -> str | None:
     """The method whose recipe a ``baseline-<method>-recipe`` row borrows (None for other names)."""
     if model.startswith("baseline-") and model.endswith("-recipe"):
         return model[len("baseline-") : -len("-recipe")]
     return None
+
+
+def generated_recipe(dataset: str, model: str) -> str | None:
+    """The method of a ``baseline-<method>-recipe`` row whose config is generated (no experiment file of its own)."""
+    method = recipe_method(model)
+    return method if method is not None and not experiment_file(dataset, model).is_file() else None
 
 
 def _model_settings(dataset: str, model: str, overrides: list[str]) -> dict:
@@ -92,8 +106,7 @@ def _model_settings(dataset: str, model: str, overrides: list[str]) -> dict:
     packaged = registry.config_path("model", model)
     if packaged:
         settings.update(yaml.safe_load(packaged.read_text()).get("init_args", {}))
-    experiment = experiment_file(dataset, model)
-    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    config = experiment_config(dataset, model)
     settings.update(((config.get("model") or {}).get("init_args")) or {})
     for item in overrides:
         key, _, value = item.partition("=")
@@ -112,10 +125,7 @@ def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
     has a ResNet one. Model overrides that are not recipe keys (a method's width, its CLIP) are
     left out.
     """
-    import yaml
-
-    experiment = experiment_file(dataset, method)
-    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    config = experiment_config(dataset, method)
     method_model = _model_settings(dataset, method, overrides)
     init_args = {k: method_model[k] for k in RECIPE_KEYS if k in method_model}
     if str(method_model.get("backbone", "")).startswith("resnet"):
@@ -135,8 +145,6 @@ def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
 
 def recipe_is_baselines(dataset: str, method: str, overrides: list[str]) -> bool:
     """Whether ``method``'s recipe is exactly the baseline's (then its ablation row is the baseline row)."""
-    import yaml
-
     recipe = recipe_config(dataset, method, overrides)
     baseline = _model_settings(dataset, "baseline", overrides)
     ours = {k: baseline.get(k) for k in recipe["model"]["init_args"]}
@@ -145,8 +153,7 @@ def recipe_is_baselines(dataset: str, method: str, overrides: list[str]) -> bool
     theirs.setdefault("backbone", baseline.get("backbone"))
     if ours != theirs or bool(baseline.get("weights")) != bool(theirs.get("weights")):
         return False
-    experiment = experiment_file(dataset, "baseline")
-    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    config = experiment_config(dataset, "baseline")
     return all(recipe.get(k) == config.get(k) for k in ("trainer", "data"))
 
 
@@ -159,7 +166,7 @@ def base_args(dataset: str, model: str, data_root: str | None, args: argparse.Na
     import yaml
 
     experiment = experiment_file(dataset, model)
-    method = recipe_method(model)
+    method = generated_recipe(dataset, model)
     if experiment.is_file():
         out = ["--config", str(experiment)]
     elif method is not None and args is not None:
@@ -204,10 +211,7 @@ def _portable(cmd: list[str]) -> str:
 
 def experiment_settings(dataset: str, model: str, overrides: list[str]) -> dict[str, object]:
     """The experiment config's model and data options as ``{"model.x": v, "data.y": v}``, overrides applied."""
-    import yaml
-
-    experiment = experiment_file(dataset, model)
-    config = yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    config = experiment_config(dataset, model)
     settings = {}
     for group in ("model", "data"):
         section = config.get(group) or {}
@@ -276,7 +280,7 @@ def run(cmd: list[str], log: Path) -> None:
 def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict:
     """Fit (or resume) one model and seed, then test its best checkpoint on one device."""
     run_dir = Path(args.runs) / dataset / model / f"s{seed}"
-    generated = recipe_method(model) is not None and not experiment_file(dataset, model).is_file()
+    generated = generated_recipe(dataset, model) is not None
     common = base_args(dataset, model, args.data_root, args) + override_args(args.override, generated)
     setup_cmds = landmark_net(dataset, model, common, args)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
@@ -330,9 +334,8 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
 
 def run_row(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict:
     """One table row; a recipe row whose recipe is exactly the baseline's reuses the baseline's run."""
-    method = recipe_method(model)
-    generated = method is not None and not experiment_file(dataset, model).is_file()
-    if generated and recipe_is_baselines(dataset, method, args.override):
+    method = generated_recipe(dataset, model)
+    if method is not None and recipe_is_baselines(dataset, method, args.override):
         print(f"{model}: {method}'s recipe is the baseline's; its row is the baseline run", flush=True)
         return {**fit_and_test(dataset, "baseline", seed, args), "model": model}
     return fit_and_test(dataset, model, seed, args)

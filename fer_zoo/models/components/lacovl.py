@@ -239,9 +239,9 @@ class CrossSimilarityAttention(nn.Module):
         k1, v1 = self.proj(self.norm(anchor)).chunk(2, dim=-1)
         q2, v2 = self.proj(self.norm(positive)).chunk(2, dim=-1)
         distance = torch.cdist(q2, k1)  # (B, N2, N1)
-        dims = None if self.qcs_details else (1, 2)
-        shifted = distance - (distance.amin() if dims is None else distance.amin(dim=dims, keepdim=True))
-        similarity = (shifted.amax() if dims is None else shifted.amax(dim=dims, keepdim=True)) - shifted
+        dims = (0, 1, 2) if self.qcs_details else (1, 2)  # batch-wide or per-sample min and max
+        shifted = distance - distance.amin(dim=dims, keepdim=True)
+        similarity = shifted.amax(dim=dims, keepdim=True) - shifted
         a1 = F.normalize(similarity, dim=2).sum(1).softmax(-1)  # over anchor tokens N1
         a2 = F.normalize(similarity, dim=1).sum(2).softmax(-1)  # over positive tokens N2
         return self.ffn_a(anchor + a1.unsqueeze(-1) * v1), self.ffn_p(positive + a2.unsqueeze(-1) * v2)
