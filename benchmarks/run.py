@@ -92,6 +92,24 @@ def generated_recipe(dataset: str, model: str) -> str | None:
     return method if method is not None and not experiment_file(dataset, model).is_file() else None
 
 
+def scoped(overrides: list[str], *models: str) -> list[str]:
+    """The ``KEY=VALUE`` overrides that apply to ``models``.
+
+    ``--override KEY=VALUE`` applies to every row; ``--override MODEL:KEY=VALUE`` only to the
+    rows of ``MODEL`` (e.g. ``lanet:model.init_args.heatmap_stride=2``, an option the baseline
+    rows do not have). The scope is stripped.
+    """
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        scope, colon, bare = key.partition(":")
+        if not colon:
+            out.append(item)
+        elif scope in models:
+            out.append(f"{bare}{sep}{value}")
+    return out
+
+
 def _model_settings(dataset: str, model: str, overrides: list[str]) -> dict:
     """A model's init args: FERTask defaults, then its packaged config, experiment config and overrides."""
     import inspect
@@ -108,7 +126,7 @@ def _model_settings(dataset: str, model: str, overrides: list[str]) -> dict:
         settings.update(yaml.safe_load(packaged.read_text()).get("init_args", {}))
     config = experiment_config(dataset, model)
     settings.update(((config.get("model") or {}).get("init_args")) or {})
-    for item in overrides:
+    for item in scoped(overrides, model):
         key, _, value = item.partition("=")
         if key.replace(".init_args.", ".").startswith("model."):
             settings[key.split(".")[-1]] = yaml.safe_load(value)
@@ -217,7 +235,7 @@ def experiment_settings(dataset: str, model: str, overrides: list[str]) -> dict[
         section = config.get(group) or {}
         for key, value in (section.get("init_args") or {}).items():
             settings[f"{group}.{key}"] = value
-    for item in overrides:
+    for item in scoped(overrides, model):
         key, _, value = item.partition("=")
         settings[key.replace(".init_args.", ".")] = value
     return settings
@@ -280,8 +298,9 @@ def run(cmd: list[str], log: Path) -> None:
 def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict:
     """Fit (or resume) one model and seed, then test its best checkpoint on one device."""
     run_dir = Path(args.runs) / dataset / model / f"s{seed}"
-    generated = generated_recipe(dataset, model) is not None
-    common = base_args(dataset, model, args.data_root, args) + override_args(args.override, generated)
+    method = generated_recipe(dataset, model)
+    overrides = scoped(args.override, model, *([method] if method else []))
+    common = base_args(dataset, model, args.data_root, args) + override_args(overrides, method is not None)
     setup_cmds = landmark_net(dataset, model, common, args)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
     fit_cmd = _fer_zoo("fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir))
@@ -468,7 +487,8 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra CLI option for fit and test, e.g. data.num_train=500 (repeatable)",
+        help="extra CLI option for fit and test, e.g. data.num_train=500 (repeatable); MODEL:KEY=VALUE applies "
+        "it to MODEL's rows only (and its recipe keys to a generated baseline-MODEL-recipe row)",
     )
     p.add_argument(
         "--landmark-epochs", type=int, default=5, help="epochs of fer-zoo pretrain-landmarks for LaCoVL's extractor"

@@ -157,3 +157,17 @@ def test_ablation_table_reads_runs_and_names_the_changes(tmp_path):
     lines = out.read_text().splitlines()
     assert lines[4] == "| first=a | (reference) | 3 | 50.0 (1) | 40.0 | 20.0 |"
     assert lines[5] == "| second | `model.lr=0.3` | 3 | 60.0 (2) | 60.0 | 30.0 |"
+
+
+def test_scoped_overrides_reach_only_their_model():
+    from benchmarks.run import recipe_config, recipe_is_baselines, scoped
+
+    overrides = ["data.image_size=48", "lanet:model.init_args.heatmap_stride=2", "lanet:model.lr=0.0005"]
+    assert scoped(overrides, "baseline") == ["data.image_size=48"]
+    assert scoped(overrides, "lanet") == ["data.image_size=48", "model.init_args.heatmap_stride=2", "model.lr=0.0005"]
+    assert scoped(["model.weights=local-dir:/w"], "x") == ["model.weights=local-dir:/w"]  # a colon in the value
+    # the method's scoped recipe key reaches its generated recipe row, its other options do not
+    assert recipe_config("synthetic", "lanet", overrides)["model"]["init_args"]["lr"] == 0.0005
+    assert "heatmap_stride" not in recipe_config("synthetic", "lanet", overrides)["model"]["init_args"]
+    # an e2n-only lr makes E2N's recipe differ from the baseline's
+    assert not recipe_is_baselines("synthetic", "e2n", ["e2n:model.lr=0.01"])

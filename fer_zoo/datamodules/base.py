@@ -47,6 +47,8 @@ class FERDataModule(L.LightningDataModule):
         noise_type: str = "symmetric",
         noise_seed: int = 0,
         positive_pairs: bool = False,
+        train_fraction: float = 1.0,
+        subset_seed: int = 0,
     ) -> None:
         """Configure loading.
 
@@ -71,6 +73,10 @@ class FERDataModule(L.LightningDataModule):
             noise_seed: seed of the corruption (independent of the training seed).
             positive_pairs: training samples also carry ``positive_image``, a random other image of
                 the same class (cross-similarity learning, e.g. LaCoVL-FER).
+            train_fraction: share of each training class kept (stratified; 1 keeps all). For
+                studies that need many epochs on a small compute budget; validation and test
+                stay whole. Applied before ``label_noise``.
+            subset_seed: seed of the ``train_fraction`` draw (independent of the training seed).
         """
         super().__init__()
         # Stored in checkpoints, so `fer-zoo predict` can reuse the training input size.
@@ -95,6 +101,9 @@ class FERDataModule(L.LightningDataModule):
             raise ValueError(f"data.noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
         self.label_noise, self.noise_type, self.noise_seed = label_noise, noise_type, noise_seed
         self.positive_pairs = positive_pairs
+        if not 0.0 < train_fraction <= 1.0:
+            raise ValueError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
+        self.train_fraction, self.subset_seed = train_fraction, subset_seed
         self.datasets: dict[str, FERDataset] = {}
 
     # --- what the model needs to know -------------------------------------------------
@@ -124,6 +133,8 @@ class FERDataModule(L.LightningDataModule):
         if split not in self.datasets:
             data = self.make_dataset(split, self.transform(split == "train"))
             data.use_landmarks(self.landmarks, self.landmark_layout)
+            if split == "train" and self.train_fraction < 1.0:
+                data.subsample(self.train_fraction, self.subset_seed)
             if split == "train" and self.label_noise > 0:
                 data.apply_label_noise(self.label_noise, self.noise_type, self.noise_seed)
             log.info("%s/%s: %d samples %s", self.dataset_name, split, len(data), data.summary)

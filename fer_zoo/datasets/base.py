@@ -175,6 +175,26 @@ class FERDataset(Dataset):
         if self.manifest.landmarks is not None:
             self.manifest.landmarks = convert(self.manifest.landmarks, layout).astype(np.float32)
 
+    def subsample(self, fraction: float, seed: int = 0) -> None:
+        """Keep a stratified, seeded ``fraction`` of every class (budget-limited studies).
+
+        Uses the same per-class draw as :func:`holdout`, so a given ``(fraction, seed)`` keeps
+        the same images in every run and on every rank. Recorded in :attr:`summary`.
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"{self.name}/{self.split}: subset fraction must be in (0, 1], got {fraction}")
+        if fraction == 1.0:
+            return
+        keep = np.flatnonzero(holdout(self.manifest.labels, fraction, seed))
+        before = len(self)
+        self.rows = self.rows[keep]
+        self.manifest = self.manifest.select(keep)
+        found = getattr(self, "landmark_found", None)
+        if found is not None:
+            self.landmark_found = found[keep]
+        self.summary = self.manifest.summary
+        self.summary["subset"] = f"{len(keep)}/{before} (fraction {fraction}, seed {seed})"
+
     def apply_label_noise(self, rate: float, kind: str = "symmetric", seed: int = 0) -> None:
         """Replace the labels with noisy ones; the clean labels stay in :attr:`clean_labels`.
 

@@ -68,6 +68,7 @@ class LANet(FERTask):
         queue_size: int = 8192,
         pseudo_threshold: float = 0.7,
         heatmap_sigma: float = 1.5,
+        heatmap_stride: int = 4,
         key_bn_splits: int = 2,
         optimizer: str = "adam",
         lr: float = 1e-3,
@@ -94,6 +95,9 @@ class LANet(FERTask):
             queue_size: keys per queue.
             pseudo_threshold: confidence for a pseudo-label.
             heatmap_sigma: Gaussian std of the heatmap targets (heatmap pixels).
+            heatmap_stride: 4 (paper: 56x56 cells at 224 px) or 2, which extends the landmark
+                branch's top-down path to the stride-2 stem feature so a small input keeps
+                fine heatmaps (48 px: 24x24 instead of 12x12). A deviation for CPU budgets.
             key_bn_splits: chunks the shuffled batch is split into for the key encoder (1: none).
             optimizer: paper: Adam.
             lr: paper: 1e-3.
@@ -102,7 +106,7 @@ class LANet(FERTask):
             **kwargs: :class:`FERTask` options.
         """
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler, **kwargs)
-        self.net = TwoBranchResNet(backbone, weights, num_landmarks)
+        self.net = TwoBranchResNet(backbone, weights, num_landmarks, heatmap_stride)
         du, dv = self.net.expression_dim, self.net.landmark_dim
         self.fer_fc = nn.Linear(du, self.num_classes)
         self.exp_proj, self.lm_proj = _mlp(du, dv), _mlp(dv, dv)

@@ -126,3 +126,27 @@ def test_data_module_corrupts_only_train_and_saves_the_table(ferplus_root, tmp_p
     assert len(table) == len(train) and train.summary["label_noise"]["rate"] == 0.5
     with pytest.raises(ValueError, match="data.noise_type"):
         FERPlusDataModule(root=str(ferplus_root), noise_type="pairflip")
+
+
+def test_train_fraction_keeps_a_stratified_seeded_subset():
+    # 40 synthetic training images; a quarter of each class, rounded per class, on the same rows
+    # of the in-memory images, with val and test left whole and noise applied to the subset.
+    full = SyntheticDataModule(num_train=40, num_val=10, num_test=10, num_workers=0, image_size=32)
+    labels = full.dataset("train").labels.copy()
+    dm = SyntheticDataModule(
+        num_train=40, num_val=10, num_test=10, num_workers=0, image_size=32, train_fraction=0.25, label_noise=0.5
+    )
+    train = dm.dataset("train")
+    expected = [int(round(0.25 * n)) for n in np.bincount(labels, minlength=7) if n]
+    kept = np.bincount(train.clean_labels, minlength=7)
+    assert sorted(kept[kept > 0].tolist()) == sorted(e for e in expected if e)
+    assert len(train) == sum(expected) and len(dm.dataset("val")) == 10
+    # every kept sample is the same image and clean label as in the full set
+    for i, row in enumerate(train.rows):
+        assert train.clean_labels[i] == labels[row]
+        np.testing.assert_array_equal(train.image(i), full.dataset("train").image(int(row)))
+    assert train.summary["subset"].startswith(f"{len(train)}/40")
+    again = SyntheticDataModule(num_train=40, num_val=10, num_test=10, num_workers=0, image_size=32, train_fraction=0.25)
+    np.testing.assert_array_equal(again.dataset("train").rows, train.rows)
+    with pytest.raises(ValueError, match="data.train_fraction"):
+        SyntheticDataModule(train_fraction=0.0)

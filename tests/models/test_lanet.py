@@ -116,3 +116,28 @@ def test_missing_landmarks_are_a_named_error():
     del batch["landmarks"]
     with pytest.raises(ValueError, match="data.landmarks mediapipe"):
         model.training_loss(batch)
+
+
+def test_heatmap_stride_two_doubles_the_heatmap_side_and_keeps_v():
+    from fer_zoo.models.components.lanet import TwoBranchResNet
+
+    torch.manual_seed(0)
+    paper = TwoBranchResNet("resnet18", None, 19).eval()
+    fine = TwoBranchResNet("resnet18", None, 19, heatmap_stride=2).eval()
+    missing, unexpected = fine.load_state_dict(paper.state_dict(), strict=False)
+    assert missing == ["stem_lateral.weight", "stem_lateral.bias"] and not unexpected
+    images = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        u4, v4, h4 = paper(images)
+        u2, v2, h2 = fine(images)
+    assert h4.shape == (2, 19, 12, 12) and h2.shape == (2, 19, 24, 24)
+    # u and v do not depend on the extra level; only the heatmaps go one level finer
+    assert torch.allclose(u4, u2) and torch.allclose(v4, v2)
+    with pytest.raises(ValueError, match="heatmap_stride"):
+        TwoBranchResNet("resnet18", None, 19, heatmap_stride=8)
+    model = LANet(num_classes=3, class_names=["a", "b", "c"], queue_size=16, knn=3, heatmap_stride=2)
+    model.bank = F.one_hot(torch.arange(8) % 3, 3).float()
+    loss, _, extra = model.training_loss(_batch())
+    assert torch.isfinite(extra["loss_lm"])
+    loss.backward()
+    assert model.net.stem_lateral.weight.grad.abs().sum() > 0
