@@ -64,6 +64,15 @@ MODELS: dict[str, HumanModel] = {
         "Apache-2.0; MIT (packaging)",
         "as faceres.vggface2",
     ),
+    "mobileface.face": HumanModel(
+        "mobileface.face",
+        "mobileface.json",
+        112,
+        "mobileface",
+        "MobileFace (becauseofAI), https://github.com/becauseofAI/MobileFace, via human-models 3.0.4",
+        "MIT (model and packaging)",
+        "face identities (the MobileFace release does not name its training set beyond face recognition data)",
+    ),
 }
 
 
@@ -77,19 +86,24 @@ def weight_path(tag: str) -> Path:
 def build(tag: str, input_space: str = "imagenet") -> nn.Module:
     """A randomly initialised network of the architecture of ``tag``."""
     from fer_zoo.models.components.faceres import FaceRes
+    from fer_zoo.models.components.mobileface import MobileFace
 
-    builders: dict[str, Callable[[], nn.Module]] = {"faceres": lambda: FaceRes(input_space)}
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "faceres": lambda: FaceRes(input_space),
+        "mobileface": lambda: MobileFace(input_space),
+    }
     return builders[MODELS[tag].builder]()
 
 
 def convert(tag: str, models_dir: str | Path) -> dict[str, torch.Tensor]:
     """The PyTorch state dict of ``tag``, read from the package's ``models`` folder."""
     from fer_zoo.models.components.faceres import faceres_state_dict
+    from fer_zoo.models.components.mobileface import mobileface_state_dict
     from fer_zoo.models.components.tfjs import read_graph_model
 
     entry = MODELS[tag]
     graph = read_graph_model(Path(models_dir) / entry.graph)
-    converters = {"faceres": faceres_state_dict}
+    converters = {"faceres": faceres_state_dict, "mobileface": mobileface_state_dict}
     return converters[entry.builder](graph.weights)
 
 

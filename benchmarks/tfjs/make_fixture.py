@@ -31,7 +31,10 @@ FERPLUS_TEST = ROOT.parent / "shared" / "data" / "ferplus" / "FER2013Test"
 #: Eight fixed FERPlus test faces (different people); the fixture also holds their mirror images.
 FACES = ("fer0032220.png", "fer0032222.png", "fer0032223.png", "fer0032224.png",
          "fer0032225.png", "fer0032226.png", "fer0032227.png", "fer0032228.png")  # fmt: skip
-OUTPUTS = {"faceres": ("global_pooling/Mean", "age_pred/Softmax", "gender_pred/Sigmoid")}
+OUTPUTS = {
+    "faceres": ("global_pooling/Mean", "age_pred/Softmax", "gender_pred/Sigmoid"),
+    "mobileface": ("batchnorm0/add_1",),
+}
 
 
 def parity_batch(size: int, root: Path = FERPLUS_TEST) -> np.ndarray:

