@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ from fer_zoo import registry
 from fer_zoo.callbacks import PredictionCSVWriter, RunReport, TestEachEpoch, ThroughputMonitor
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
+log = logging.getLogger(__name__)
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
 
 
@@ -99,10 +101,19 @@ class FerZooCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """For predict from a checkpoint, take class names and input size from the checkpoint."""
+        """Input size from a face-pretrained weight tag; for predict, class names and size from the checkpoint."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        data_init = getattr(config.get("data"), "init_args", None)
+        model_init = getattr(config.get("model"), "init_args", None)
+        if data_init is not None and model_init is not None and data_init.get("image_size") is None:
+            from fer_zoo.human_models import input_size
+
+            size = input_size(model_init.get("weights"))
+            if size is not None and not (self.subcommand == "predict" and config.get("ckpt_path")):
+                log.info("data.image_size = %d, the input size of weights %s", size, model_init.get("weights"))
+                data_init.image_size = size
         if self.subcommand != "predict":
             return
-        config = self.config[self.subcommand]
         init = getattr(config.get("data"), "init_args", None)
         if init is None or "class_names" not in init or not config.get("ckpt_path"):
             return

@@ -385,3 +385,30 @@ def test_mpa_checkpoint_leaves_out_frozen_clip_loaded_from_a_spec(tmp_path):
     tiny_clip_file(2).replace(weights)  # the file at the spec's path now holds other weights
     with pytest.raises(ValueError, match="differ from those it was trained with"):
         main(["test", *args, "--ckpt_path", ckpt_path, "--run_dir", str(tmp_path / "t")])
+
+
+def test_input_size_follows_a_face_weight_tag_unless_set(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from fer_zoo.models.components.mobileface import MobileFace
+
+    monkeypatch.setenv("FER_ZOO_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "weights").mkdir(parents=True)
+    save_file(MobileFace().state_dict(), str(tmp_path / "home" / "weights" / "mobileface.face.safetensors"))
+    at = TINY.index("--data.image_size")
+    tiny = TINY[:at] + TINY[at + 2 :]
+    face = ["--model.init_args.backbone", "mobileface", "--model.init_args.weights", "mobileface.face"]
+    for extra, expected in (([], 112), (["--data.image_size", "48"], 48)):
+        run_dir = tmp_path / f"run{expected}"
+        args = ["fit", "--model", "baseline", "--data", "synthetic", *tiny, *face, *extra]
+        main([*args, "--trainer.fast_dev_run", "true", "--run_dir", str(run_dir)])
+        assert _trained_size(run_dir) == expected
+    # without a face tag, the dataset's default
+    main(["fit", "--model", "baseline", "--data", "synthetic", *tiny, "--trainer.fast_dev_run", "true",
+          "--run_dir", str(tmp_path / "plain")])  # fmt: skip
+    assert _trained_size(tmp_path / "plain") == 64
+
+
+def _trained_size(run_dir):
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return checkpoint["datamodule_hyper_parameters"]["image_size"]

@@ -28,10 +28,12 @@ class FERDataModule(L.LightningDataModule):
     """
 
     dataset_name: str = ""
+    #: input side when neither ``image_size`` nor a face-pretrained weight tag sets one
+    default_image_size: int = 64
 
     def __init__(
         self,
-        image_size: int = 64,
+        image_size: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -53,7 +55,9 @@ class FERDataModule(L.LightningDataModule):
         """Configure loading.
 
         Args:
-            image_size: model input side in pixels.
+            image_size: model input side in pixels. None: the input size of the model's face-pretrained
+                weight tag when it has one (``fer-zoo fit`` fills it in: faceres 224, mobileface 112),
+                else :attr:`default_image_size` (64; RAF-DB and AffectNet 112).
             batch_size: training batch size (per device).
             eval_batch_size: validation/test batch size (default: ``2 * batch_size``).
             num_workers: loader worker processes.
@@ -85,6 +89,8 @@ class FERDataModule(L.LightningDataModule):
             raise ValueError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
         if augment not in AUGMENTATIONS:
             raise ValueError(f"data.augment must be one of {AUGMENTATIONS}, got {augment!r}")
+        image_size = image_size or self.default_image_size
+        self.hparams.image_size = image_size  # checkpoints record the size actually used
         self.image_size, self.batch_size = image_size, batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.num_workers, self.augment, self.hflip = num_workers, augment, hflip

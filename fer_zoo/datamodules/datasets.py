@@ -111,6 +111,7 @@ class RAFDBDataModule(_OnDiskDataModule):
     """RAF-DB basic in its official layout (7 classes; validation held out of train)."""
 
     dataset_name = "rafdb"
+    default_image_size = 112
     dataset_class = RAFDB
 
     def __init__(self, root: str | None = None, val_fraction: float = 0.1, split_seed: int = 0, **kwargs: Any) -> None:
