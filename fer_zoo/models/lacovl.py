@@ -123,7 +123,9 @@ class LaCoVL(FERTask):
         """Build the model.
 
         Args:
-            pyramid: trainable image pyramid: ``ir50`` or ``resnet18``.
+            pyramid: trainable image pyramid: ``ir50``, ``resnet18``, or a face network imported from
+                human-models (``faceres``/``mobileface`` with ``weights: faceres.vggface2`` /
+                ``mobileface.face``; a deviation from the paper's MS-Celeb IR-50).
             weights: its weight spec (the paper: MS-Celeb-1M IR-50; None: random init).
             landmark_weights: weight spec of the frozen :class:`LandmarkNet`.
             landmark_input: input side of the landmark network (MobileFaceNet: 112).
@@ -180,7 +182,7 @@ class LaCoVL(FERTask):
         self.landmark_net.requires_grad_(False).eval()
         grid = (tokens_side, tokens_side)
         self.embed_image = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, dim, 1), nn.AdaptiveAvgPool2d(grid)) for c in PYRAMID_CHANNELS
+            nn.Sequential(nn.Conv2d(c, dim, 1), nn.AdaptiveAvgPool2d(grid)) for c in self.pyramid.channels
         )
         self.embed_landmark = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, dim, 1), nn.AdaptiveAvgPool2d(grid)) for c in PYRAMID_CHANNELS

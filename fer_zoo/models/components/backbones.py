@@ -55,3 +55,18 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
         dim = net.fc.in_features
         net.fc = nn.Identity()
     return net, dim
+
+
+def face_levels(name: str, weights: str | None = None) -> list[tuple[nn.Module, int]]:
+    """A face network (``faceres`` or ``mobileface``) with ``weights``, cut at strides 2, 4, 8, 16, 32.
+
+    Returns:
+        ``[(module, output channels)]`` for the five levels; applied in order they give the
+        network's feature maps (the first level includes the input adapter).
+    """
+    if name not in FACE_BACKBONES:
+        raise ValueError(f"not a face backbone: {name!r}; one of {sorted(FACE_BACKBONES)}")
+    net = FACE_BACKBONES[name]()
+    load_into(net, weights, option="model.weights")
+    return net.levels()
+

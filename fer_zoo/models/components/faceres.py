@@ -58,6 +58,27 @@ class SameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, pads) if any(pads) else x)
 
 
+class InputAdapter(nn.Module):
+    """Maps the zoo's ImageNet-normalised inputs to a face network's own input range.
+
+    ``(x * std + mean) * 255`` gives RGB 0..255; then ``(raw - offset) * scale`` (0 and 1 for
+    FaceRes, 127.5 and 1/128 for MobileFace). With ``input_space="raw255"`` inputs are already 0..255.
+    """
+
+    def __init__(self, input_space: str, offset: float = 0.0, scale: float = 1.0) -> None:
+        super().__init__()
+        if input_space not in ("imagenet", "raw255"):
+            raise ValueError(f"input_space must be imagenet or raw255, got {input_space!r}")
+        self.input_space, self.offset, self.scale = input_space, offset, scale
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Inputs in the network's own range."""
+        raw = images if self.input_space == "raw255" else (images * self.std + self.mean) * 255.0
+        return raw if (self.offset, self.scale) == (0.0, 1.0) else (raw - self.offset) * self.scale
+
+
 def _unit(c_in: int, c_out: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(
         SameConv2d(c_in, c_out, kernel, stride, groups=groups, bias=False),
@@ -87,11 +108,7 @@ class FaceRes(nn.Module):
             input_space: ``imagenet`` (inputs are ImageNet-normalised) or ``raw255`` (RGB 0..255).
         """
         super().__init__()
-        if input_space not in ("imagenet", "raw255"):
-            raise ValueError(f"input_space must be imagenet or raw255, got {input_space!r}")
-        self.input_space = input_space
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.input_adapter = InputAdapter(input_space)
         self.conv1 = _unit(3, 32, 3, 2)
         c = 32
         for i, (out, stride) in enumerate(BLOCKS, start=1):
@@ -108,12 +125,26 @@ class FaceRes(nn.Module):
 
     def to_raw255(self, images: Tensor) -> Tensor:
         """Inputs in the original's space, RGB 0..255."""
-        if self.input_space == "raw255":
-            return images
-        return (images * self.std + self.mean) * 255.0
+        return self.input_adapter(images)
+
+    def levels(self) -> list[tuple[nn.Sequential, int]]:
+        """The network cut at strides 2, 4, 8, 16 and 32: ``(module, output channels)`` each.
+
+        The modules share this network's layers (the input adapter is in the first), so a model
+        can re-assemble them into a stem and branches (LA-Net) or a pyramid (LaCoVL).
+        """
+        block = lambda i: [getattr(self, f"conv_dw_{i}"), getattr(self, f"conv_pw_{i}")]  # noqa: E731
+        cuts = ((1, 1), (2, 3), (4, 5), (6, 11), (12, 13))
+        out = []
+        for k, (first, last) in enumerate(cuts):
+            layers = [self.input_adapter, self.conv1] if k == 0 else []
+            for i in range(first, last + 1):
+                layers += block(i)
+            out.append((nn.Sequential(*layers), BLOCKS[last - 1][0]))
+        return out
 
     def _blocks(self, images: Tensor) -> list[Tensor]:
-        x = self.conv1(self.to_raw255(images))
+        x = self.conv1(self.input_adapter(images))
         levels = []
         for i in range(1, len(BLOCKS) + 1):
             x = getattr(self, f"conv_pw_{i}")(getattr(self, f"conv_dw_{i}")(x))

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
 
+from fer_zoo.models.components.backbones import FACE_BACKBONES, face_levels
 from fer_zoo.weights import load_into
 
 PYRAMID_CHANNELS = (64, 128, 256)
@@ -39,7 +40,8 @@ class IRBlock(nn.Module):
 
 
 class ImagePyramid(nn.Module):
-    """Trainable three-scale feature pyramid with 64/128/256 channels at strides 2/4/8 (IR) or 4/8/16 (ResNet).
+    """Trainable three-scale feature pyramid: 64/128/256 channels at strides 2/4/8 (IR) or 4/8/16 (ResNet);
+    a face network's stride-4/8/16 levels (``faceres``: 128/256/512, ``mobileface``: 32/32/64).
 
     ``ir50`` is the first three stages of an IR-50 (3, 4 and 14 units), the face-recognition
     backbone of POSTER++; ``resnet18`` is torchvision's layer1-3 (cheaper on CPU).
@@ -61,8 +63,16 @@ class ImagePyramid(nn.Module):
             net = models.resnet18(weights=None)
             self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
             self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3])
+        elif name in FACE_BACKBONES:
+            # a face network's stride-4/8/16 levels (its weights are loaded before it is cut)
+            levels = face_levels(name, weights)
+            self.stem = levels[0][0]
+            self.stages = nn.ModuleList(m for m, _ in levels[1:4])
+            self.channels = tuple(c for _, c in levels[1:4])
+            return
         else:
-            raise ValueError(f"model.pyramid must be ir50 or resnet18, got {name!r}")
+            raise ValueError(f"model.pyramid must be ir50, resnet18, faceres or mobileface, got {name!r}")
+        self.channels = PYRAMID_CHANNELS
         load_into(self, weights, option="model.weights")
 
     def forward(self, images: Tensor) -> list[Tensor]:

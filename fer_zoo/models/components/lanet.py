@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
 
+from fer_zoo.models.components.backbones import FACE_BACKBONES, face_levels
 from fer_zoo.weights import load_into
 
 
@@ -30,29 +31,40 @@ class TwoBranchResNet(nn.Module):
         """Build the network.
 
         Args:
-            depth: ``resnet18`` or ``resnet50``.
-            weights: weight spec of the ResNet (None: random init).
+            depth: ``resnet18``, ``resnet50``, or a face network imported from human-models
+                (``faceres``, ``mobileface``: stem up to stride 4, branches at strides 8/16/32).
+            weights: weight spec of the backbone (None: random init).
             num_landmarks: heatmap channels.
             heatmap_stride: 4 (paper) or 2 (adds the stride-2 stem level to the top-down path).
         """
         super().__init__()
-        if depth not in ("resnet18", "resnet50"):
-            raise ValueError(f"model.backbone must be resnet18 or resnet50, got {depth!r}")
-        net = getattr(models, depth)(weights=None)
-        load_into(net, weights, option="model.weights")
-        e = 1 if depth == "resnet18" else 4
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-        self.fer = nn.ModuleList([net.layer2, net.layer3, net.layer4])
-        self.lm = nn.ModuleList([copy.deepcopy(net.layer2), copy.deepcopy(net.layer3), copy.deepcopy(net.layer4)])
-        width = 64 * e
+        if depth in ("resnet18", "resnet50"):
+            net = getattr(models, depth)(weights=None)
+            load_into(net, weights, option="model.weights")
+            e = 1 if depth == "resnet18" else 4
+            self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+            self._stride2_end = 3  # stem[:3] is conv1-bn-relu, the stride-2 feature
+            stages, channels, c2 = [net.layer2, net.layer3, net.layer4], [64 * e, 128 * e, 256 * e, 512 * e], 64
+            width = 64 * e
+        elif depth in FACE_BACKBONES:
+            # A face network cut at strides 2/4 (the shared stem) and 8/16/32 (each branch).
+            levels = face_levels(depth, weights)
+            self.stem = nn.Sequential(levels[0][0], levels[1][0])
+            self._stride2_end = 1
+            stages, channels, c2 = [m for m, _ in levels[2:]], [c for _, c in levels[1:]], levels[0][1]
+            width = max(64, channels[0])
+        else:
+            raise ValueError(f"model.backbone must be resnet18, resnet50, faceres or mobileface, got {depth!r}")
+        self.fer = nn.ModuleList(stages)
+        self.lm = nn.ModuleList(copy.deepcopy(stage) for stage in stages)
         if heatmap_stride not in (2, 4):
             raise ValueError(f"model.heatmap_stride must be 2 or 4, got {heatmap_stride}")
         self.heatmap_stride = heatmap_stride
-        self.laterals = nn.ModuleList(nn.Conv2d(c * e, width, 1) for c in (64, 128, 256, 512))
-        # conv1's 64 channels at stride 2; only built (and in the state dict) when used.
-        self.stem_lateral = nn.Conv2d(64, width, 1) if heatmap_stride == 2 else None
+        self.laterals = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        # the stride-2 feature's channels; only built (and in the state dict) when used.
+        self.stem_lateral = nn.Conv2d(c2, width, 1) if heatmap_stride == 2 else None
         self.heatmap_head = nn.Conv2d(width, num_landmarks, 1)
-        self.expression_dim, self.landmark_dim = 512 * e, width
+        self.expression_dim, self.landmark_dim = channels[-1], width
 
     def expression(self, images: Tensor) -> Tensor:
         """The inference path: expression feature ``u`` ``(B, 512 e)``."""
@@ -63,8 +75,8 @@ class TwoBranchResNet(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(u, v, heatmaps)``: expression and landmark features and heatmap logits (``heatmap_stride``)."""
-        c0 = self.stem[:3](images)  # conv1-bn-relu, stride 2
-        c1 = self.stem[3:](c0)
+        c0 = self.stem[: self._stride2_end](images)  # the stride-2 feature
+        c1 = self.stem[self._stride2_end :](c0)
         x = c1
         for layer in self.fer:
             x = layer(x)

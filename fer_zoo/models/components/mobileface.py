@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fer_zoo.models.components.faceres import IMAGENET_MEAN, IMAGENET_STD
+from fer_zoo.models.components.faceres import InputAdapter
 
 #: (input channels, output channels) of the four stages; each halves the resolution.
 STAGES = ((32, 32), (32, 32), (32, 64), (64, 128))
@@ -72,11 +72,7 @@ class MobileFace(nn.Module):
             input_space: ``imagenet`` (inputs are ImageNet-normalised) or ``raw255`` (RGB 0..255).
         """
         super().__init__()
-        if input_space not in ("imagenet", "raw255"):
-            raise ValueError(f"input_space must be imagenet or raw255, got {input_space!r}")
-        self.input_space = input_space
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.input_adapter = InputAdapter(input_space, offset=127.5, scale=0.0078125)
         self.conv1 = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), _identity_bn(32), nn.PReLU(32))
         for s, (c_in, c_out) in enumerate(STAGES, start=1):
             self.add_module(f"stage{s}_unit1", _Stage(c_in, c_out))
@@ -87,13 +83,16 @@ class MobileFace(nn.Module):
         """Remove the embedding head (a backbone needs only :meth:`forward`/:meth:`pyramid`)."""
         self.dense = self.batchnorm0 = None
 
-    def _normalised(self, images: Tensor) -> Tensor:
-        raw = images if self.input_space == "raw255" else (images * self.std + self.mean) * 255.0
-        return (raw - 127.5) * 0.0078125
+    def levels(self) -> list[tuple[nn.Sequential, int]]:
+        """The network cut at strides 2, 4, 8, 16 and 32 (see :meth:`FaceRes.levels`)."""
+        out = [(nn.Sequential(self.input_adapter, self.conv1), 32)]
+        for s, (_, c_out) in enumerate(STAGES, start=1):
+            out.append((nn.Sequential(getattr(self, f"stage{s}_unit1")), c_out))
+        return out
 
     def pyramid(self, images: Tensor) -> list[Tensor]:
         """Feature maps at strides 8, 16 and 32."""
-        x = self.stage1_unit1(self.conv1(self._normalised(images)))
+        x = self.stage1_unit1(self.conv1(self.input_adapter(images)))
         levels = []
         for s in range(2, len(STAGES) + 1):
             x = getattr(self, f"stage{s}_unit1")(x)

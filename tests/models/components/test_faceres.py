@@ -172,3 +172,31 @@ def test_imported_network_matches_tfjs_on_real_faces(tag, tmp_path, monkeypatch)
     n = len(emb) // 2
     sim = emb[:n] @ emb[n:].T
     assert (sim.diag() > sim.masked_fill(torch.eye(n, dtype=torch.bool), -1).max(1).values).all()
+
+
+@pytest.mark.parametrize("name", ["faceres", "mobileface"])
+def test_face_networks_in_lanet_and_lacovl(name):
+    from fer_zoo.models import LANet
+    from fer_zoo.models.components.backbones import face_levels
+    from fer_zoo.models.components.lacovl import ImagePyramid
+    from fer_zoo.models.components.lanet import TwoBranchResNet
+
+    # the five levels, applied in order, are the network itself (same pooled feature)
+    net = human_models.build("faceres.vggface2" if name == "faceres" else "mobileface.face").eval()
+    x = torch.randn(2, 3, 64, 64)
+    levels = face_levels(name)
+    y = x
+    with torch.no_grad():
+        for module, _ in levels:
+            y = module.eval()(y)
+    assert y.shape[1] == net.feature_dim and [y.shape[-1] for y in [y]] == [2]
+    # LA-Net: stride-4 stem, branches at strides 8/16/32, heatmaps at stride 4 (or 2)
+    two = TwoBranchResNet(name, None, 19, heatmap_stride=2)
+    u, v, heat = two(torch.randn(2, 3, 64, 64))
+    assert u.shape == (2, net.feature_dim) and heat.shape == (2, 19, 32, 32) and v.shape[1] == two.landmark_dim
+    model = LANet(num_classes=3, class_names=["a", "b", "c"], backbone=name, queue_size=16, knn=3)
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+    # LaCoVL: stride-4/8/16 pyramid with the network's channels
+    pyramid = ImagePyramid(name)
+    maps = pyramid(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == list(pyramid.channels) and [m.shape[-1] for m in maps] == [16, 8, 4]
