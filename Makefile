@@ -53,7 +53,7 @@ test: install human-models ## run the default test suite (no GPU, no network, < 
 test-full: install ## also run the slow tests
 	WANDB_MODE=disabled $(PY) -m pytest -q -m ""
 
-bench: install ## fit + test every model on DATASET (synthetic|ferplus|rafdb|affectnet7|affectnet8), tabulate
+bench: install ## fit + test every model on DATASET (synthetic|ferplus|rafdb|affectnet = affectnet7+affectnet8), tabulate
 	$(PY) -m benchmarks.run --dataset $(DATASET) --seeds $(SEEDS) --models $(MODELS) --devices $(DEVICES) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EPOCHS),--epochs $(EPOCHS))
 

@@ -476,8 +476,15 @@ def main(argv: list[str] | None = None) -> None:
     global RESULTS
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="synthetic", choices=[d for d in registry.list_datasets() if d != "folder"])
-    p.add_argument("--data-root", default=None, help="dataset root (not needed for synthetic)")
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        choices=[d for d in registry.list_datasets() if d != "folder"] + sorted(DATASET_GROUPS),
+        help="a dataset, or affectnet for both AffectNet protocols (affectnet7 and affectnet8) in one table",
+    )
+    p.add_argument(
+        "--data-root", default=None, help="dataset root (default: $FER_ZOO_DATA/<name>; not needed for synthetic)"
+    )
     p.add_argument("--models", default="all", help="comma-separated aliases, or 'all'")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--devices", type=int, default=1, help="fit devices (DDP when > 1); test always uses 1")
@@ -505,18 +512,97 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", default=str(RESULTS), help="where tables, curves and reports are written")
     args = p.parse_args(argv)
     RESULTS = Path(args.results)
-    if (
-        args.dataset != "synthetic"
-        and not args.data_root
-        and not any((ROOT / "experiments" / args.dataset).glob("*.yaml"))
-    ):
-        p.error(f"--data-root is required for {args.dataset}")
+    datasets = DATASET_GROUPS.get(args.dataset, (args.dataset,))
+    roots = {d: data_root(d, args.data_root) for d in datasets}  # every root checked before any training
     models = registry.list_models() if args.models == "all" else args.models.split(",")
     if not args.no_recipe_rows:
         paired = [name for m in models for name in (m, f"baseline-{m}-recipe") if name == m or m in METHODS]
         models = list(dict.fromkeys(paired))
-    rows = [run_row(args.dataset, m, s, args) for m in models for s in args.seeds]
-    print(tabulate(rows, args.dataset, args, argv))
+    tables = {}
+    for dataset in datasets:
+        sub = argparse.Namespace(**{**vars(args), "dataset": dataset, "data_root": roots[dataset]})
+        rows = [run_row(dataset, m, s, sub) for m in models for s in args.seeds]
+        tables[dataset] = rows
+        print(tabulate(rows, dataset, sub, argv))
+    if len(datasets) > 1:
+        print(group_summary(args.dataset, tables, argv))
+
+
+#: names users type for several standard protocols, run into one summary table
+DATASET_GROUPS = {"affectnet": ("affectnet7", "affectnet8")}
+#: folder name under $FER_ZOO_DATA, and the index file whose absence means "no dataset here"
+DATA_LAYOUTS = {
+    "ferplus": ("ferplus", "fer2013new.csv", "fer_zoo.datasets.ferplus"),
+    "rafdb": ("rafdb", "EmoLabel/list_patition_label.txt", "fer_zoo.datasets.rafdb"),
+    "affectnet7": ("affectnet", "Manually_Annotated_file_lists/training.csv", "fer_zoo.datasets.affectnet"),
+    "affectnet8": ("affectnet", "Manually_Annotated_file_lists/training.csv", "fer_zoo.datasets.affectnet"),
+}
+
+
+def data_home() -> Path:
+    """``$FER_ZOO_DATA``, the default place of datasets (default ``$FER_ZOO_HOME/data``)."""
+    from fer_zoo.weights import home
+
+    return Path(os.environ.get("FER_ZOO_DATA") or home() / "data").expanduser()
+
+
+def data_root(dataset: str, given: str | None) -> str | None:
+    """The root to use for ``dataset``: ``given``, else ``$FER_ZOO_DATA/<name>``, else the experiment configs' own.
+
+    Raises:
+        SystemExit: (no traceback) naming the folder looked for, the expected layout and how to point at it.
+    """
+    if dataset not in DATA_LAYOUTS:
+        return given  # synthetic (generated) or a folder dataset
+    folder, index, module = DATA_LAYOUTS[dataset]
+    default = data_home() / folder
+    if given is None and not (default / index).is_file():
+        configured = [f for f in (ROOT / "experiments" / dataset).glob("*.yaml") if "root:" in f.read_text()]
+        if configured:
+            return None  # experiments/<dataset>/*.yaml name their root (e.g. ../shared/data/ferplus)
+    root = Path(given).expanduser() if given else default
+    if (root / index).is_file():
+        return str(root)
+    import importlib
+
+    layout = importlib.import_module(module).LAYOUT
+    group = next((g for g, members in DATASET_GROUPS.items() if dataset in members), dataset)
+    raise SystemExit(
+        f"benchmarks.run: no {dataset} dataset at {root} (looked for {root / index}).\n"
+        f"Expected layout:\n{layout}\n"
+        f"Point at it with `make bench DATASET={group} DATA_ROOT=/path/to/{folder}` (or --data-root), or put it at "
+        f"$FER_ZOO_DATA/{folder} (FER_ZOO_DATA is now {data_home()}). Datasets are never downloaded."
+    )
+
+
+def group_summary(group: str, tables: dict[str, list[dict]], argv: list[str]) -> str:
+    """One table over a group's protocols (e.g. AffectNet-7 and -8): mean OA / MCA / macro-F1 per model."""
+    frames = {d: pd.DataFrame(rows) for d, rows in tables.items()}
+    models = list(dict.fromkeys(m for f in frames.values() for m in f["model"]))
+    head = " | ".join(f"{d} OA | {d} MCA | {d} F1" for d in frames)
+    lines = [
+        f"# Benchmark: {group} ({', '.join(frames)})",
+        "",
+        f"Command: `python -m benchmarks.run {shlex.join(argv)}` ({time.strftime('%Y-%m-%d')}). Mean ± std over "
+        "seeds; protocol and per-class figures in each protocol's own table: "
+        + ", ".join(f"`{d}.md`" for d in frames)
+        + ".",
+        "",
+        f"| model | {head} |",
+        "|---|" + "---|" * (3 * len(frames)),
+    ]
+    for model in models:
+        cells = []
+        for frame in frames.values():
+            runs = frame[frame["model"] == model]
+            for column in ("acc", "mca", "f1_macro"):
+                cells.append(
+                    f"{100 * runs[column].mean():.2f} ± {100 * runs[column].std(ddof=0):.2f}" if len(runs) else "–"
+                )
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (Path(RESULTS) / f"{group}.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":

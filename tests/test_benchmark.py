@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -171,3 +172,34 @@ def test_scoped_overrides_reach_only_their_model():
     assert "heatmap_stride" not in recipe_config("synthetic", "lanet", overrides)["model"]["init_args"]
     # an e2n-only lr makes E2N's recipe differ from the baseline's
     assert not recipe_is_baselines("synthetic", "e2n", ["e2n:model.lr=0.01"])
+
+
+def test_affectnet_runs_both_protocols_into_one_table(tmp_path, affectnet_root):
+    cmd = [sys.executable, "-m", "benchmarks.run", "--dataset", "affectnet", "--data-root", str(affectnet_root),
+           "--models", "baseline", "--epochs", "1", "--no-test-each-epoch", "--runs", str(tmp_path),
+           "--results", str(tmp_path / "results"), "--override", "data.image_size=32",
+           "--override", "data.num_workers=0", "--override", "data.batch_size=4",
+           "--override", "data.val_fraction=0.34"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for protocol, classes in (("affectnet7", 7), ("affectnet8", 8)):
+        test_dir = tmp_path / protocol / "baseline" / "s0" / "test"
+        report = json.loads((test_dir / "test_report.json").read_text())
+        assert len(report["per_class_acc"]) == classes
+    summary = (tmp_path / "results" / "affectnet.md").read_text()
+    assert "affectnet7 OA" in summary and "affectnet8 OA" in summary and "| baseline |" in summary
+    table = pd.read_csv(tmp_path / "results" / "affectnet8.csv")
+    row = next(line for line in summary.splitlines() if line.startswith("| baseline |"))
+    assert f"{100 * table['acc'].mean():.2f}" in row.split("|")[5]  # the affectnet8 OA cell
+
+
+def test_missing_dataset_names_folder_layout_and_how_to_point_at_it(tmp_path):
+    env = {**os.environ, "FER_ZOO_DATA": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--dataset", "affectnet"],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    message = result.stderr
+    assert str(tmp_path / "data" / "affectnet" / "Manually_Annotated_file_lists" / "training.csv") in message
+    assert "Manually_Annotated_Images" in message and "DATA_ROOT=" in message and "$FER_ZOO_DATA/affectnet" in message
