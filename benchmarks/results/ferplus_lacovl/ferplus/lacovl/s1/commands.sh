@@ -1,0 +1,4 @@
+# run from the repository root
+python -m fer_zoo pretrain-landmarks --data ferplus --epochs 2 --out runs/bench-lacovl/ferplus/landmark_net --image_size 64 --data.root ../shared/data/ferplus --num_workers 1 --data_options label_mode=majority
+python -m fer_zoo fit --config experiments/ferplus/lacovl.yaml --data.root ../shared/data/ferplus --data.train_fraction 0.1 --model.landmark_weights runs/bench-lacovl/ferplus/landmark_net/landmark_net.pt --seed_everything 1 --run_dir runs/bench-lacovl/ferplus/lacovl/s1/fit --trainer.max_epochs 5
+python -m fer_zoo test --config experiments/ferplus/lacovl.yaml --data.root ../shared/data/ferplus --data.train_fraction 0.1 --model.landmark_weights runs/bench-lacovl/ferplus/landmark_net/landmark_net.pt --ckpt_path runs/bench-lacovl/ferplus/lacovl/s1/fit/checkpoints/best-epoch04-acc0.5939.ckpt --run_dir runs/bench-lacovl/ferplus/lacovl/s1/test --trainer.devices 1 --trainer.strategy auto
