@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/baseline.yaml --data.root ../shared/data/ferplus --data.image_size 48 --data.label_noise 0.2 --data.progressive_epochs 10 --data.train_fraction 0.2 --seed_everything 1 --run_dir runs/bench-noise20-long/ferplus/baseline/s1/fit --trainer.max_epochs 10
+python -m fer_zoo test --config experiments/ferplus/baseline.yaml --data.root ../shared/data/ferplus --data.image_size 48 --data.label_noise 0.2 --data.progressive_epochs 10 --data.train_fraction 0.2 --ckpt_path runs/bench-noise20-long/ferplus/baseline/s1/fit/checkpoints/best-epoch09-acc0.6490.ckpt --run_dir runs/bench-noise20-long/ferplus/baseline/s1/test --trainer.devices 1 --trainer.strategy auto
