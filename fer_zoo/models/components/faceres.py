@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fer_zoo.models.components.tfjs import folded_bn_state, graph_weight
+
 #: (output channels, depthwise stride) of the 13 depthwise-separable blocks of MobileNet v1.
 BLOCKS = (
     (64, 1),
@@ -143,7 +145,8 @@ class FaceRes(nn.Module):
             out.append((nn.Sequential(*layers), BLOCKS[last - 1][0]))
         return out
 
-    def _blocks(self, images: Tensor) -> list[Tensor]:
+    def pyramid(self, images: Tensor) -> list[Tensor]:
+        """Feature maps at strides 8, 16 and 32 (256, 512 and 1024 channels)."""
         x = self.conv1(self.input_adapter(images))
         levels = []
         for i in range(1, len(BLOCKS) + 1):
@@ -152,13 +155,9 @@ class FaceRes(nn.Module):
                 levels.append(x)
         return levels
 
-    def pyramid(self, images: Tensor) -> list[Tensor]:
-        """Feature maps at strides 8, 16 and 32 (256, 512 and 1024 channels)."""
-        return self._blocks(images)
-
     def forward(self, images: Tensor) -> Tensor:
         """Pooled 1024-d feature ``(B, 1024)``."""
-        return self._blocks(images)[-1].mean((2, 3))
+        return self.pyramid(images)[-1].mean((2, 3))
 
     def heads(self, images: Tensor) -> dict[str, Tensor]:
         """``pooled`` (1024), ``feats`` (256, ReLU), ``age`` (softmax over 100 years), ``male`` (sigmoid)."""
@@ -172,17 +171,6 @@ class FaceRes(nn.Module):
         }
 
 
-def _bn_state(prefix: str, scale: np.ndarray, shift: np.ndarray) -> dict[str, Tensor]:
-    n = len(shift)
-    return {
-        f"{prefix}.weight": torch.from_numpy(np.asarray(scale, np.float32).copy()),
-        f"{prefix}.bias": torch.from_numpy(np.asarray(shift, np.float32).copy()),
-        f"{prefix}.running_mean": torch.zeros(n),
-        f"{prefix}.running_var": torch.full((n,), 1.0 - BN_EPS),
-        f"{prefix}.num_batches_tracked": torch.zeros((), dtype=torch.long),
-    }
-
-
 def faceres_state_dict(weights: dict[str, np.ndarray]) -> dict[str, Tensor]:
     """Map the TF.js ``faceres`` weights (by graph name) to :class:`FaceRes`' state dict.
 
@@ -191,22 +179,19 @@ def faceres_state_dict(weights: dict[str, np.ndarray]) -> dict[str, Tensor]:
     """
 
     def get(name: str) -> np.ndarray:
-        if name not in weights:
-            raise KeyError(f"faceres: the graph has no weight {name!r}")
-        return weights[name]
+        return graph_weight(weights, name, "faceres")
 
     state: dict[str, Tensor] = {}
     for name in ["conv1"] + [f"conv_pw_{i}" for i in range(1, len(BLOCKS) + 1)]:
         kernel = get(f"{name}/convolution/merged_input")  # HWIO, BN scale folded in
         state[f"{name}.0.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
         shift = get(f"{name}_bn/batchnorm_1/sub")
-        state.update(_bn_state(f"{name}.1", np.ones_like(shift), shift))
+        state.update(folded_bn_state(f"{name}.1", np.ones_like(shift), shift, BN_EPS))
     for i in range(1, len(BLOCKS) + 1):
         kernel = get(f"conv_dw_{i}/depthwise_kernel")  # H, W, C, 1
         state[f"conv_dw_{i}.0.weight"] = torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy())
-        state.update(
-            _bn_state(f"conv_dw_{i}.1", get(f"conv_dw_{i}_bn/batchnorm_1/mul"), get(f"conv_dw_{i}_bn/batchnorm_1/sub"))
-        )
+        scale, shift = get(f"conv_dw_{i}_bn/batchnorm_1/mul"), get(f"conv_dw_{i}_bn/batchnorm_1/sub")
+        state.update(folded_bn_state(f"conv_dw_{i}.1", scale, shift, BN_EPS))
     for name in ("feats", "age_pred", "gender_pred"):
         state[f"{name}.weight"] = torch.from_numpy(get(f"{name}/kernel").T.copy())
         state[f"{name}.bias"] = torch.from_numpy(get(f"{name}/bias").copy())

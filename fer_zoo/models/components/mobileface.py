@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from fer_zoo.models.components.faceres import InputAdapter
+from fer_zoo.models.components.tfjs import folded_bn_state, graph_weight
 
 #: (input channels, output channels) of the four stages; each halves the resolution.
 STAGES = ((32, 32), (32, 32), (32, 64), (64, 128))
@@ -114,21 +115,13 @@ def mobileface_state_dict(weights: dict[str, np.ndarray]) -> dict[str, Tensor]:
     """Map the TF.js ``mobileface`` weights (by graph name) to :class:`MobileFace`' state dict."""
 
     def get(name: str) -> np.ndarray:
-        if name not in weights:
-            raise KeyError(f"mobileface: the graph has no weight {name!r}")
-        return weights[name]
+        return graph_weight(weights, name, "mobileface")
 
     def conv(kernel: np.ndarray, depthwise: bool) -> Tensor:  # HWIO / HWC1 -> OIHW
         return torch.from_numpy(kernel.transpose((2, 3, 0, 1) if depthwise else (3, 2, 0, 1)).copy())
 
-    def identity_bn(prefix: str, n: int) -> dict[str, Tensor]:
-        return {
-            f"{prefix}.weight": torch.ones(n),
-            f"{prefix}.bias": torch.zeros(n),
-            f"{prefix}.running_mean": torch.zeros(n),
-            f"{prefix}.running_var": torch.full((n,), 1.0 - BN_EPS),
-            f"{prefix}.num_batches_tracked": torch.zeros((), dtype=torch.long),
-        }
+    def identity_bn(prefix: str, n: int) -> dict[str, Tensor]:  # the graph folded these away completely
+        return folded_bn_state(prefix, np.ones(n), np.zeros(n), BN_EPS)
 
     if not (np.allclose(get("minusscalar0_second"), 127.5) and np.allclose(get("mulscalar0_second"), 0.0078125)):
         raise ValueError("mobileface: unexpected input normalisation in the graph")
@@ -143,8 +136,5 @@ def mobileface_state_dict(weights: dict[str, np.ndarray]) -> dict[str, Tensor]:
             state.update(identity_bn(f"{p}.{name}.1", c))
             state[f"{p}.{name}.2.weight"] = torch.from_numpy(get(f"{p}_prelu{i}_gamma").copy())
     state["dense.weight"] = torch.from_numpy(get("dense/kernel").T.copy())
-    scale, shift = get("batchnorm0/mul"), get("batchnorm0/sub")
-    state.update({k.replace("conv1.1", "batchnorm0"): v for k, v in identity_bn("conv1.1", 256).items()})
-    state["batchnorm0.weight"] = torch.from_numpy(scale.copy())
-    state["batchnorm0.bias"] = torch.from_numpy(shift.copy())
+    state.update(folded_bn_state("batchnorm0", get("batchnorm0/mul"), get("batchnorm0/sub"), BN_EPS))
     return state

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_, "float16": np.float16}
 _QUANTISED = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
@@ -94,3 +95,27 @@ def read_graph_model(path: str | Path) -> GraphModel:
             raise ValueError(f"{path}: shards hold {len(blob)} bytes, the manifest lists {offset}")
     meta = {k: spec.get(k) for k in ("format", "generatedBy", "convertedBy", "signature")}
     return GraphModel(path, spec["modelTopology"].get("node", []), weights, meta)
+
+
+def graph_weight(weights: dict[str, np.ndarray], name: str, model: str) -> np.ndarray:
+    """The graph weight ``name`` (KeyError naming ``model`` and the weight when it is missing)."""
+    if name not in weights:
+        raise KeyError(f"{model}: the graph has no weight {name!r}")
+    return weights[name]
+
+
+def folded_bn_state(prefix: str, scale: np.ndarray, shift: np.ndarray, eps: float) -> dict[str, torch.Tensor]:
+    """State of a ``BatchNorm`` that applies ``x * scale + shift`` in eval mode (a BN the converter folded away).
+
+    Running mean 0 and running variance ``1 - eps`` make it divide by exactly 1, so the folded
+    scale and shift become its affine weight and bias and it fine-tunes like any BN.
+    """
+    n = len(shift)
+    return {
+        f"{prefix}.weight": torch.from_numpy(np.asarray(scale, np.float32).copy()),
+        f"{prefix}.bias": torch.from_numpy(np.asarray(shift, np.float32).copy()),
+        f"{prefix}.running_mean": torch.zeros(n),
+        f"{prefix}.running_var": torch.full((n,), 1.0 - eps),
+        f"{prefix}.num_batches_tracked": torch.zeros((), dtype=torch.long),
+    }
+
