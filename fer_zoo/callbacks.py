@@ -194,7 +194,8 @@ class RunReport(L.Callback):
             writer = csv.writer(handle)
             writer.writerow(["class", "accuracy", "support"])
             for n in names:
-                writer.writerow([n, f"{result['per_class_acc'][n]:.4f}", result["support"][n]])
+                acc = result["per_class_acc"][n]  # None: a model class the (cross-dataset) test set lacks
+                writer.writerow([n, "" if acc is None else f"{acc:.4f}", result["support"][n]])
         with open(self.run_dir / f"{stage}_confusion_matrix.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["true\\pred", *names])

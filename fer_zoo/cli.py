@@ -101,29 +101,33 @@ class FerZooCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """Input size from a face-pretrained weight tag; for predict, class names and size from the checkpoint."""
+        """Input size from a face-pretrained weight tag; with ``--ckpt_path``, classes and size from the checkpoint.
+
+        ``fer-zoo test/validate/predict --ckpt_path X`` takes the model's class names and training input
+        size from ``X``: on a dataset with other classes the data module then evaluates the shared
+        classes (cross-dataset evaluation, see :attr:`FERDataModule.cross_dataset`).
+        """
         config = self.config[self.subcommand] if self.subcommand else self.config
         data_init = getattr(config.get("data"), "init_args", None)
         model_init = getattr(config.get("model"), "init_args", None)
-        if data_init is not None and model_init is not None and data_init.get("image_size") is None:
+        if data_init is None:
+            return
+        ckpt_path = config.get("ckpt_path") if self.subcommand in ("test", "validate", "predict") else None
+        checkpoint = read_checkpoint_meta(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
+        if checkpoint is not None:
+            names = checkpoint.get("hyper_parameters", {}).get("class_names")
+            key = "class_names" if "class_names" in data_init else "model_classes"  # folder module / the others
+            if key in data_init and not data_init.get(key):
+                data_init[key] = names
+            if data_init.get("image_size") is None:
+                data_init.image_size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size")
+        if model_init is not None and data_init.get("image_size") is None:
             from fer_zoo.human_models import input_size
 
             size = input_size(model_init.get("weights"))
-            if size is not None and not (self.subcommand == "predict" and config.get("ckpt_path")):
+            if size is not None:
                 log.info("data.image_size = %d, the input size of weights %s", size, model_init.get("weights"))
                 data_init.image_size = size
-        if self.subcommand != "predict":
-            return
-        init = getattr(config.get("data"), "init_args", None)
-        if init is None or "class_names" not in init or not config.get("ckpt_path"):
-            return
-        import torch
-
-        checkpoint = torch.load(config.ckpt_path, map_location="cpu", weights_only=False)
-        if not init.class_names:
-            init.class_names = checkpoint.get("hyper_parameters", {}).get("class_names")
-        if init.get("image_size") is None:
-            init.image_size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Create the run folder, loggers and callbacks, then the trainer."""
@@ -183,6 +187,43 @@ class FerZooCLI(LightningCLI):
         trainer_config = {**trainer_config, **extra, **kwargs}
         extra_callbacks = [self._get(self.config_init, c) for c in self._parser(sub).callback_keys]
         return self._instantiate_trainer(trainer_config, extra_callbacks + callbacks)
+
+
+def model_from_checkpoint(argv: list[str]) -> list[str]:
+    """For test/validate/predict with ``--ckpt_path`` and no ``--model``/``--config``: add the checkpoint's model class.
+
+    Lightning then fills in the model's options from the checkpoint's hyper-parameters, so
+    ``fer-zoo test --data rafdb --ckpt_path X`` needs no ``--model``.
+    """
+    if not argv or argv[0] not in ("test", "validate", "predict"):
+        return argv
+    flags = {a.split("=", 1)[0] for a in argv}
+    if flags & {"--model", "--config", "-c"}:
+        return argv
+    ckpt = next((a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")), None)
+    if "--ckpt_path" in argv and argv.index("--ckpt_path") + 1 < len(argv):
+        ckpt = argv[argv.index("--ckpt_path") + 1]
+    if not ckpt or not Path(ckpt).is_file():
+        return argv
+    class_path = read_checkpoint_meta(ckpt)["hyper_parameters"].get("_class_path")
+    return [*argv, "--model", class_path] if class_path else argv
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The hyper-parameters of a Lightning checkpoint, read with ``weights_only=True`` (runs no code).
+
+    Raises:
+        ValueError: naming the file when it cannot be read as a checkpoint (truncated, not a checkpoint).
+    """
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return {k: checkpoint.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}
 
 
 def _synth(args: list[str]) -> None:
@@ -396,7 +437,7 @@ def main(args: ArgsType = None) -> None:
     from fer_zoo.models import FERTask
 
     defaults = str(Path(__file__).parent / "configs" / "trainer" / "default.yaml")
-    expanded = expand_aliases(argv)
+    expanded = expand_aliases(model_from_checkpoint(argv))
     if args is None:  # LightningCLI reads sys.argv itself; hand it the expanded aliases there
         sys.argv = [sys.argv[0], *expanded]
     FerZooCLI(

@@ -7,6 +7,8 @@ dataset can then be evaluated on another's shared classes with :func:`index_map`
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 #: The canonical vocabulary (FERPlus order; the superset of every dataset here).
@@ -33,6 +35,36 @@ CLASSES: dict[str, tuple[str, ...]] = {
     # The synthetic set is written in the RAF-DB layout, so it shares RAF-DB's order.
     "synthetic": ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"),
 }
+
+
+#: Folder or column names people use for the canonical classes (lower case, ``-``/``_``/space-free).
+SYNONYMS: dict[str, str] = {
+    **{name: name for name in CANONICAL},
+    "neutrality": "neutral",
+    "calm": "neutral",
+    "happy": "happiness",
+    "happ": "happiness",
+    "joy": "happiness",
+    "surprised": "surprise",
+    "surprize": "surprise",
+    "sad": "sadness",
+    "angry": "anger",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "contemptuous": "contempt",
+}
+
+
+def canonical_name(name: str) -> str | None:
+    """The canonical class a (folder) name stands for, or None.
+
+    Case, digits used as sort prefixes (``0_angry``, ``03-happy``) and ``-``/``_``/spaces are
+    ignored, so ``Happy``, ``happiness`` and ``1_happy`` all give ``happiness``.
+    """
+    key = re.sub(r"^[0-9]+[-_ ]*", "", name.strip().lower())
+    return SYNONYMS.get(re.sub(r"[-_ ]", "", key))
 
 
 def class_names(dataset: str) -> tuple[str, ...]:

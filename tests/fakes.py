@@ -97,3 +97,11 @@ def write_affectnet(root: Path, per_class: int = 3) -> dict[str, int]:
         (lists / csv_name).write_text("\n".join(lines) + "\n")
         counts[csv_name] = 8 * per_class
     return counts
+
+
+def write_imagefolder(root: Path, counts: dict[str, int], size: int = 40) -> None:
+    """A labelled folder tree: ``<root>/<folder>/<i>.png`` with ``counts[folder]`` RGB images each."""
+    rng = np.random.default_rng(3)
+    for folder, n in counts.items():
+        for i in range(n):
+            _png(root / folder / f"{i:03d}.png", rng, size, "RGB")

@@ -100,6 +100,36 @@ def test_test_from_checkpoint(fitted, tmp_path):
     assert (tmp_path / "test_per_class.csv").read_text().startswith("class,accuracy,support")
 
 
+def test_cross_dataset_test_on_ferplus_and_a_labelled_folder(fitted, ferplus_root, tmp_path):
+    from fer_zoo.metrics import confusion_scores
+    from tests.fakes import write_imagefolder
+
+    ckpt = best_checkpoint(fitted)  # a 7-class synthetic (RAF-DB order) model
+    main(["test", "--data", "ferplus", "--data.root", str(ferplus_root), "--data.num_workers", "0",
+          "--trainer.accelerator", "cpu", "--ckpt_path", ckpt, "--run_dir", str(tmp_path / "ferplus")])
+    report = json.loads((tmp_path / "ferplus" / "test_report.json").read_text())
+    cross = report["cross_dataset"]
+    assert cross["left_out"] == ["contempt"] and cross["shared"] == list(CLASSES)
+    assert sum(map(sum, report["confusion_matrix"])) == 7  # 8 clear-majority test images, minus the contempt one
+
+    write_imagefolder(tmp_path / "faces", {"happy": 4, "sad": 3, "Angry": 2})
+    main(["test", "--data", "imagefolder", "--data.root", str(tmp_path / "faces"), "--data.num_workers", "0",
+          "--trainer.accelerator", "cpu", "--ckpt_path", ckpt, "--run_dir", str(tmp_path / "folder")])
+    report = json.loads((tmp_path / "folder" / "test_report.json").read_text())
+    cross = report["cross_dataset"]
+    assert cross["shared"] == ["happiness", "sadness", "anger"] and cross["left_out"] == []
+    cm = torch.tensor(report["confusion_matrix"])
+    assert report["class_names"] == list(CLASSES) and int(cm.sum()) == 9
+    shared = [CLASSES.index(c) for c in cross["shared"]]
+    assert report["test/acc"] == pytest.approx(confusion_scores(cm, shared)["acc"])
+    assert report["test/acc"] == pytest.approx(float(cm.diagonal()[shared].sum()) / 9)
+    # masking the 4 classes the folder lacks can only turn errors into hits
+    assert report["test/shared_argmax/acc"] >= report["test/acc"]
+    assert report["per_class_acc"]["surprise"] is None
+    rows = (tmp_path / "folder" / "test_per_class.csv").read_text().splitlines()
+    assert "surprise,,0" in rows
+
+
 def test_best_test_epoch_is_reported(fitted):
     report = json.loads((fitted / "fit_report.json").read_text())
     with open(fitted / "metrics.csv") as handle:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fer_zoo.labels import CLASSES, index_map, remap_logits
@@ -22,3 +23,25 @@ def test_index_maps_between_datasets():
     sub, keep = remap_logits(logits, CLASSES["ferplus"], CLASSES["rafdb"])
     assert sub.shape == (1, 7) and list(keep) == list(range(7))
     assert sub[0, 0] == CLASSES["ferplus"].index("surprise")
+
+
+def test_confusion_scores_average_over_the_given_classes_only():
+    from fer_zoo.metrics import confusion_scores
+
+    # classes 0..2; the data has classes 0 and 1 only; class 2 is predicted twice (errors)
+    cm = torch.tensor([[3, 1, 1], [0, 2, 2], [0, 0, 0]])
+    s = confusion_scores(cm, [0, 1])
+    assert s["acc"] == pytest.approx(5 / 9)
+    assert s["per_class_acc"] == pytest.approx([3 / 5, 2 / 4])
+    assert s["mca"] == pytest.approx((3 / 5 + 2 / 4) / 2)
+    # precision: class 0 3/3, class 1 2/3 -> F1 2*1*0.6/1.6 = 0.75 and 2*(2/3)*(1/2)/(7/6) = 4/7
+    assert s["f1_macro"] == pytest.approx((0.75 + 4 / 7) / 2)
+
+
+def test_folder_names_map_to_canonical_classes():
+    from fer_zoo.labels import canonical_name
+
+    assert canonical_name("Happy") == canonical_name("happiness") == canonical_name("3_happy") == "happiness"
+    assert canonical_name("angry") == "anger" and canonical_name("sad") == "sadness"
+    assert canonical_name("Neutral") == "neutral" and canonical_name("fearful") == "fear"
+    assert canonical_name("cats") is None

@@ -1,7 +1,13 @@
 """Lightning data modules."""
 
 from fer_zoo.datamodules.base import FERDataModule
-from fer_zoo.datamodules.datasets import AffectNetDataModule, FERPlusDataModule, RAFDBDataModule, SyntheticDataModule
+from fer_zoo.datamodules.datasets import (
+    AffectNetDataModule,
+    FERPlusDataModule,
+    ImageFolderDataModule,
+    RAFDBDataModule,
+    SyntheticDataModule,
+)
 from fer_zoo.datamodules.folder import FolderDataModule
 
 __all__ = [
@@ -11,4 +17,5 @@ __all__ = [
     "RAFDBDataModule",
     "AffectNetDataModule",
     "FolderDataModule",
+    "ImageFolderDataModule",
 ]

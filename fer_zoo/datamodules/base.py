@@ -51,6 +51,7 @@ class FERDataModule(L.LightningDataModule):
         positive_pairs: bool = False,
         train_fraction: float = 1.0,
         subset_seed: int = 0,
+        model_classes: list[str] | None = None,
     ) -> None:
         """Configure loading.
 
@@ -81,6 +82,11 @@ class FERDataModule(L.LightningDataModule):
                 studies that need many epochs on a small compute budget; validation and test
                 stay whole. Applied before ``label_noise``.
             subset_seed: seed of the ``train_fraction`` draw (independent of the training seed).
+            model_classes: the classes of a model trained on another dataset, in its label order
+                (cross-dataset evaluation; ``fer-zoo test/validate --ckpt_path`` fills it in when the
+                checkpoint's classes differ from this dataset's). Samples of classes the model lacks
+                are left out and labels are renumbered into the model's order; :attr:`cross_dataset`
+                says what was shared and left out.
         """
         super().__init__()
         # Stored in checkpoints, so `fer-zoo predict` can reuse the training input size.
@@ -110,13 +116,40 @@ class FERDataModule(L.LightningDataModule):
         if not 0.0 < train_fraction <= 1.0:
             raise ValueError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
         self.train_fraction, self.subset_seed = train_fraction, subset_seed
+        self.model_classes = list(model_classes) if model_classes else None
+        if self.model_classes:
+            from fer_zoo.labels import index_map
+
+            try:
+                index_map(self.model_classes, [])
+            except ValueError as error:
+                raise ValueError(f"data.model_classes: {error}") from None
         self.datasets: dict[str, FERDataset] = {}
 
     # --- what the model needs to know -------------------------------------------------
     @property
-    def class_names(self) -> list[str]:
-        """Class names in the dataset's label order."""
+    def dataset_classes(self) -> list[str]:
+        """Class names in the dataset's own label order."""
         return list(class_names(self.dataset_name))
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in the label order the model sees (the model's under cross-dataset evaluation)."""
+        return list(self.model_classes) if self.model_classes else self.dataset_classes
+
+    @property
+    def cross_dataset(self) -> dict[str, list[str]] | None:
+        """Under cross-dataset evaluation, the model's classes the data has (``shared``) and the data's
+        classes the model lacks (``left_out``); None when the model was trained on these classes."""
+        if not self.model_classes or list(self.model_classes) == self.dataset_classes:
+            return None
+        data = set(self.dataset_classes)
+        return {
+            "model_classes": list(self.model_classes),
+            "dataset_classes": self.dataset_classes,
+            "shared": [c for c in self.model_classes if c in data],
+            "left_out": [c for c in self.dataset_classes if c not in self.model_classes],
+        }
 
     @property
     def num_classes(self) -> int:
@@ -143,6 +176,8 @@ class FERDataModule(L.LightningDataModule):
                 data.subsample(self.train_fraction, self.subset_seed)
             if split == "train" and self.label_noise > 0:
                 data.apply_label_noise(self.label_noise, self.noise_type, self.noise_seed)
+            if self.cross_dataset is not None:
+                data.restrict_to(self.model_classes)
             log.info("%s/%s: %d samples %s", self.dataset_name, split, len(data), data.summary)
             self.datasets[split] = data
         return self.datasets[split]

@@ -9,6 +9,7 @@ from fer_zoo.datamodules.base import FERDataModule
 from fer_zoo.datasets.affectnet import AffectNet
 from fer_zoo.datasets.base import FERDataset
 from fer_zoo.datasets.ferplus import FERPlus
+from fer_zoo.datasets.imagefolder import ImageFolderFER, folder_classes
 from fer_zoo.datasets.rafdb import RAFDB
 from fer_zoo.datasets.synthetic import SyntheticFER
 from fer_zoo.transforms import FERTransform
@@ -157,3 +158,38 @@ class AffectNetDataModule(RAFDBDataModule):
     def dataset_options(self) -> dict[str, Any]:
         """The protocol and the validation hold-out."""
         return {**super().dataset_options(), "num_classes": self.protocol}
+
+
+class ImageFolderDataModule(_OnDiskDataModule):
+    """Any labelled folder tree (one sub-folder per class, synonyms allowed); see :mod:`fer_zoo.datasets.imagefolder`.
+
+    Usually a test set for a model trained elsewhere::
+
+        fer-zoo test --model baseline --data imagefolder --data.root my_faces/ --ckpt_path best.ckpt
+    """
+
+    dataset_class = ImageFolderFER
+    dataset_name = "imagefolder"
+    default_image_size = 112
+
+    def __init__(self, root: str | None = None, cache_side: int = 112, **kwargs: Any) -> None:
+        """Configure the folder.
+
+        Args:
+            root: the folder (``<root>/<class>/*.jpg`` or ``<root>/{train,val,test}/<class>/*.jpg``).
+            cache_side: side the images are packed at.
+            **kwargs: :class:`FERDataModule` options.
+        """
+        super().__init__(root, **kwargs)
+        self.cache_side = cache_side
+
+    @property
+    def dataset_classes(self) -> list[str]:
+        """The canonical classes of the class folders, in canonical order."""
+        if not self.root:
+            raise ValueError("imagefolder: no dataset root given; pass --data.root PATH")
+        return list(folder_classes(self.root))
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The packing size."""
+        return {"cache_side": self.cache_side}

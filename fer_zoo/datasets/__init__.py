@@ -4,6 +4,7 @@ from fer_zoo.datasets.affectnet import AffectNet
 from fer_zoo.datasets.base import FERDataset
 from fer_zoo.datasets.errors import CorruptImageError, DatasetNotFoundError, LabelError
 from fer_zoo.datasets.ferplus import FERPlus
+from fer_zoo.datasets.imagefolder import ImageFolderFER
 from fer_zoo.datasets.rafdb import RAFDB
 from fer_zoo.datasets.synthetic import SyntheticFER
 
@@ -13,6 +14,7 @@ __all__ = [
     "RAFDB",
     "AffectNet",
     "SyntheticFER",
+    "ImageFolderFER",
     "DatasetNotFoundError",
     "LabelError",
     "CorruptImageError",

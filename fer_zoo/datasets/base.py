@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fer_zoo.datasets.cache import PackedImages
-from fer_zoo.labels import class_names
+from fer_zoo.labels import class_names, index_map
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class FERDataset(Dataset):
         if split not in SPLITS:
             raise ValueError(f"{self.name}: split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.transform = Path(root), split, transform
-        self.classes = class_names(self.name)
+        self.classes = self.class_order()
         manifest = self.load_manifest(split)
         if len(manifest.files) == 0:
             raise ValueError(f"{self.name}: split {split!r} under {self.root} has no samples")
@@ -185,15 +185,41 @@ class FERDataset(Dataset):
             raise ValueError(f"{self.name}/{self.split}: subset fraction must be in (0, 1], got {fraction}")
         if fraction == 1.0:
             return
-        keep = np.flatnonzero(holdout(self.manifest.labels, fraction, seed))
         before = len(self)
+        keep = self._keep(holdout(self.manifest.labels, fraction, seed))
+        self.summary["subset"] = f"{len(keep)}/{before} (fraction {fraction}, seed {seed})"
+
+    def restrict_to(self, classes: list[str] | tuple[str, ...]) -> list[str]:
+        """Keep the samples of the classes in ``classes`` and relabel them in that order.
+
+        For evaluating a model trained on another dataset: label ids become ids of ``classes``
+        (the model's), samples of classes the model lacks are dropped, and soft targets (in this
+        dataset's class space) are dropped. Recorded in :attr:`summary`.
+
+        Returns:
+            This dataset's classes that ``classes`` lacks (their samples were left out).
+        """
+        mapping = index_map(self.classes, classes)
+        left_out = [name for name, target in zip(self.classes, mapping) if target < 0]
+        before = len(self)
+        keep = self._keep(mapping[self.manifest.labels] >= 0)
+        self.manifest.labels = mapping[self.manifest.labels]
+        self.manifest.targets = None
+        self.classes = tuple(classes)
+        self.summary["relabelled_to"] = list(classes)
+        self.summary["left_out"] = {"classes": left_out, "samples": before - len(keep)}
+        return left_out
+
+    def _keep(self, mask: np.ndarray) -> np.ndarray:
+        """Keep the samples selected by a boolean ``mask``; returns their indices."""
+        keep = np.flatnonzero(mask)
         self.rows = self.rows[keep]
         self.manifest = self.manifest.select(keep)
         found = getattr(self, "landmark_found", None)
         if found is not None:
             self.landmark_found = found[keep]
         self.summary = self.manifest.summary
-        self.summary["subset"] = f"{len(keep)}/{before} (fraction {fraction}, seed {seed})"
+        return keep
 
     def apply_label_noise(self, rate: float, kind: str = "symmetric", seed: int = 0) -> None:
         """Replace the labels with noisy ones; the clean labels stay in :attr:`clean_labels`.
@@ -215,6 +241,10 @@ class FERDataset(Dataset):
             "flipped": int((noisy != self.clean_labels).sum()),
             "realised_rate": round(float((noisy != self.clean_labels).mean()), 4),
         }
+
+    def class_order(self) -> tuple[str, ...]:
+        """Class names in label-id order (the official order of :attr:`name`)."""
+        return class_names(self.name)
 
     def load_manifest(self, split: str) -> Manifest:
         """Parse the official index files of ``split``."""

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fer_zoo.metrics import class_metrics, scalar_metrics
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from fer_zoo.metrics import class_metrics, confusion_scores, scalar_metrics
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "linear", "exponential", "none")
@@ -81,6 +83,9 @@ class FERTask(L.LightningModule):
         self.test_metrics = scalar_metrics(num_classes, "test/")
         self.val_class_metrics = class_metrics(num_classes)
         self.test_class_metrics = class_metrics(num_classes)
+        # cross-dataset evaluation: predictions restricted to the classes the data has
+        self.val_shared_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_shared_confusion = MulticlassConfusionMatrix(num_classes)
         self.results: dict[str, dict[str, Any]] = {}
 
     # --- to implement -----------------------------------------------------------------
@@ -128,6 +133,19 @@ class FERTask(L.LightningModule):
         preds = logits.argmax(1)
         getattr(self, f"{stage}_metrics").update(preds, labels)
         getattr(self, f"{stage}_class_metrics").update(preds, labels)
+        shared = self.shared_class_ids()
+        if shared is not None:
+            absent = torch.ones(self.num_classes, dtype=torch.bool, device=logits.device)
+            absent[shared] = False
+            getattr(self, f"{stage}_shared_confusion").update(logits.masked_fill(absent, float("-inf")).argmax(1), labels)
+
+    def shared_class_ids(self) -> list[int] | None:
+        """Under cross-dataset evaluation, the ids of the model's classes the evaluation data has; else None."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        cross = getattr(datamodule, "cross_dataset", None)
+        if not cross:
+            return None
+        return [self.class_names.index(name) for name in cross["shared"]]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Accumulate validation metrics."""
@@ -141,9 +159,29 @@ class FERTask(L.LightningModule):
         # compute() syncs across ranks: every rank must call it (not only rank zero).
         scalars = {k: float(v) for k, v in getattr(self, f"{stage}_metrics").compute().items()}
         per_class = getattr(self, f"{stage}_class_metrics").compute()
+        accs: list[float | None] = per_class["per_class_acc"].tolist()
+        extra: dict[str, Any] = {}
+        shared = self.shared_class_ids()
+        if shared is not None:
+            # Averages over the classes the data has; a prediction of another model class is an error
+            # ("all": argmax over every model class) unless those are masked ("shared" argmax).
+            scores = confusion_scores(per_class["confusion"], shared)
+            masked = confusion_scores(getattr(self, f"{stage}_shared_confusion").compute(), shared)
+            scalars = {f"{stage}/{k}": scores[k] for k in ("acc", "mca", "f1_macro")}
+            scalars.update({f"{stage}/shared_argmax/{k}": masked[k] for k in ("acc", "mca", "f1_macro")})
+            accs = [None] * self.num_classes
+            for i, acc in zip(shared, scores["per_class_acc"]):
+                accs[i] = acc
+            cross = self.trainer.datamodule.cross_dataset
+            extra["cross_dataset"] = {
+                **cross,
+                "argmax_all_classes": {k: scores[k] for k in ("acc", "mca", "f1_macro")},
+                "argmax_shared_classes": {k: masked[k] for k in ("acc", "mca", "f1_macro")},
+                "per_class_acc_shared_argmax": dict(zip(cross["shared"], masked["per_class_acc"])),
+            }
+            getattr(self, f"{stage}_shared_confusion").reset()
         self.log_dict(scalars, prog_bar=stage == "val")
-        accs = per_class["per_class_acc"].tolist()
-        self.log_dict({f"{stage}/acc_{n}": a for n, a in zip(self.class_names, accs)})
+        self.log_dict({f"{stage}/acc_{n}": a for n, a in zip(self.class_names, accs) if a is not None})
         self.results[stage] = {
             **scalars,
             "per_class_acc": dict(zip(self.class_names, accs)),
@@ -151,6 +189,7 @@ class FERTask(L.LightningModule):
             "confusion_matrix": per_class["confusion"].tolist(),
             "class_names": self.class_names,
             "epoch": self.current_epoch,
+            **extra,
         }
         getattr(self, f"{stage}_metrics").reset()
         getattr(self, f"{stage}_class_metrics").reset()

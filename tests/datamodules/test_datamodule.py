@@ -150,3 +150,39 @@ def test_train_fraction_keeps_a_stratified_seeded_subset():
     np.testing.assert_array_equal(again.dataset("train").rows, train.rows)
     with pytest.raises(ValueError, match="data.train_fraction"):
         SyntheticDataModule(train_fraction=0.0)
+
+
+def test_model_classes_relabel_another_dataset_and_leave_out_the_rest(ferplus_root):
+    from fer_zoo.datamodules import FERPlusDataModule
+    from fer_zoo.labels import CLASSES
+
+    own = FERPlusDataModule(root=str(ferplus_root), num_workers=0)
+    rafdb_order = list(CLASSES["rafdb"])
+    cross = FERPlusDataModule(root=str(ferplus_root), num_workers=0, model_classes=rafdb_order)
+    assert own.cross_dataset is None and cross.class_names == rafdb_order
+    assert cross.cross_dataset["left_out"] == ["contempt"] and cross.cross_dataset["shared"] == rafdb_order
+    before = own.dataset("test")
+    after = cross.dataset("test")
+    kept = [own.class_names[y] for y in before.labels if own.class_names[y] != "contempt"]
+    assert [rafdb_order[y] for y in after.labels] == kept  # same images, same meaning, the model's ids
+    assert after.summary["left_out"] == {"classes": ["contempt"], "samples": len(before) - len(after)}
+    assert len(before) - len(after) == 1  # the fake test split has one contempt image
+    assert "target" not in after[0]  # soft votes were in FERPlus' class space
+    with pytest.raises(ValueError, match="data.model_classes"):
+        FERPlusDataModule(root=str(ferplus_root), model_classes=["happy-ish"])
+
+
+def test_imagefolder_maps_synonyms_and_names_a_bad_folder(tmp_path):
+    from fer_zoo.datamodules import ImageFolderDataModule
+    from tests.fakes import write_imagefolder
+
+    write_imagefolder(tmp_path / "set", {"happy": 3, "Sad": 2, "2_angry": 1})
+    dm = ImageFolderDataModule(root=str(tmp_path / "set"), num_workers=0, image_size=32)
+    assert dm.class_names == ["happiness", "sadness", "anger"]
+    data = dm.dataset("test")
+    assert sorted(data.labels.tolist()) == [0, 0, 0, 1, 1, 2] and data[0]["image"].shape == (3, 32, 32)
+    with pytest.raises(FileNotFoundError, match="train"):
+        dm.dataset("train")
+    write_imagefolder(tmp_path / "set", {"cats": 1})
+    with pytest.raises(ValueError, match="cats"):
+        ImageFolderDataModule(root=str(tmp_path / "set")).class_names

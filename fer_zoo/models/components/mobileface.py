@@ -66,13 +66,19 @@ class MobileFace(nn.Module):
     feature_dim = 128
     pyramid_channels = (32, 64, 128)
 
-    def __init__(self, input_space: str = "imagenet") -> None:
+    def __init__(self, input_space: str = "imagenet", output: str = "pooled") -> None:
         """Build a randomly initialised network.
 
         Args:
             input_space: ``imagenet`` (inputs are ImageNet-normalised) or ``raw255`` (RGB 0..255).
+            output: what :meth:`forward` returns: ``pooled`` (the 128-d mean of the last stage, any
+                input size) or ``embedding`` (the original 256-d embedding, 112 px inputs).
         """
         super().__init__()
+        if output not in ("pooled", "embedding"):
+            raise ValueError(f"mobileface: output must be 'pooled' or 'embedding', got {output!r}")
+        self.output = output
+        self.feature_dim = 256 if output == "embedding" else 128
         self.input_adapter = InputAdapter(input_space, offset=127.5, scale=0.0078125)
         self.conv1 = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), _identity_bn(32), nn.PReLU(32))
         for s, (c_in, c_out) in enumerate(STAGES, start=1):
@@ -101,12 +107,17 @@ class MobileFace(nn.Module):
         return levels
 
     def forward(self, images: Tensor) -> Tensor:
-        """Pooled last-stage feature ``(B, 128)`` (any input size)."""
+        """Pooled last-stage feature ``(B, 128)`` (any input size), or the embedding (see ``output``)."""
+        if self.output == "embedding":
+            return self.embed(images)
         return self.pyramid(images)[-1].mean((2, 3))
 
     def embed(self, images: Tensor) -> Tensor:
         """The original 256-d embedding (112 px input)."""
         last = self.pyramid(images)[-1]
+        if last.shape[-2:] != (4, 4):
+            raise ValueError(f"mobileface embedding needs 112x112 inputs (got {tuple(images.shape[-2:])}); "
+                             "set --data.image_size 112 or use backbone mobileface")
         # TF flattens NHWC: put channels last before flattening, as the graph's Reshape does
         return self.batchnorm0(self.dense(last.permute(0, 2, 3, 1).flatten(1)))
 

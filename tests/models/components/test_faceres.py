@@ -200,3 +200,22 @@ def test_face_networks_in_lanet_and_lacovl(name):
     pyramid = ImagePyramid(name)
     maps = pyramid(torch.randn(1, 3, 64, 64))
     assert [m.shape[1] for m in maps] == list(pyramid.channels) and [m.shape[-1] for m in maps] == [16, 8, 4]
+
+
+def test_mobileface_embed_backbone_is_the_original_embedding():
+    from fer_zoo.models.components.backbones import build_backbone
+    from fer_zoo.models.components.mobileface import MobileFace
+
+    torch.manual_seed(0)
+    reference = MobileFace("imagenet").eval()
+    for p in reference.parameters():  # a random stand-in for the imported weights
+        p.data.normal_(0, 0.1)
+    net, dim = build_backbone("mobileface-embed")
+    net.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert dim == 256 and torch.allclose(net.eval()(x), reference.embed(x))
+        with pytest.raises(ValueError, match="112x112"):
+            net(torch.randn(1, 3, 64, 64))
+    pooled, dim = build_backbone("mobileface")
+    assert dim == 128 and pooled.dense is None
