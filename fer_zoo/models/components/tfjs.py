@@ -119,3 +119,113 @@ def folded_bn_state(prefix: str, scale: np.ndarray, shift: np.ndarray, eps: floa
         f"{prefix}.num_batches_tracked": torch.zeros((), dtype=torch.long),
     }
 
+
+
+def _attr_list(node: dict, key: str) -> list[int]:
+    return [int(v) for v in node.get("attr", {}).get(key, {}).get("list", {}).get("i", [])]
+
+
+def _attr_str(node: dict, key: str) -> str:
+    import base64
+
+    value = node.get("attr", {}).get(key, {}).get("s", "")
+    return base64.b64decode(value).decode() if value else ""
+
+
+def _same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
+    """TensorFlow ``SAME`` padding of an NCHW tensor (the extra pixel goes bottom/right)."""
+    import math
+
+    import torch.nn.functional as F
+
+    pads = []
+    for size, k, s in zip(reversed(x.shape[-2:]), reversed(kernel), reversed(stride)):
+        total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value) if any(pads) else x
+
+
+class GraphRunner(torch.nn.Module):
+    """Runs a small TF.js graph model as it is (inference only, NCHW inside), for peer models and parity.
+
+    Supports the ops of plain CNN classifiers: ``_FusedConv2D`` (BiasAdd, then Relu/Relu6),
+    ``Conv2D``, ``DepthwiseConv2dNative``, ``MaxPool``, ``AvgPool``, ``AddV2``/``Add``, ``Relu``,
+    ``Relu6``, ``Mean`` over H and W, ``Softmax``, ``Identity``. Any other op is an error naming it.
+    """
+
+    SUPPORTED = {"Const", "Placeholder", "_FusedConv2D", "Conv2D", "DepthwiseConv2dNative", "MaxPool", "AvgPool",
+                 "AddV2", "Add", "Relu", "Relu6", "Mean", "Softmax", "Identity"}
+
+    def __init__(self, graph: GraphModel) -> None:
+        super().__init__()
+        unknown = sorted({n["op"] for n in graph.nodes} - self.SUPPORTED)
+        if unknown:
+            raise ValueError(f"{graph.path}: GraphRunner does not support the ops {unknown}")
+        self.nodes = [n for n in graph.nodes if n["op"] != "Const"]
+        self.consts = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in graph.weights.items()}
+        self.output = graph.nodes[-1]["name"]
+
+    @torch.no_grad()
+    def forward(self, x_nhwc: torch.Tensor) -> torch.Tensor:
+        """Evaluate the graph on an NHWC float input; returns its last node's value."""
+        import torch.nn.functional as F
+
+        values: dict[str, torch.Tensor] = {}
+
+        def get(name: str) -> torch.Tensor:
+            name = name.split(":")[0]
+            return values[name] if name in values else self.consts[name]
+
+        for node in self.nodes:
+            op, inputs = node["op"], [i for i in node.get("input", []) if not i.startswith("^")]
+            if op == "Placeholder":
+                out = x_nhwc.permute(0, 3, 1, 2)
+            elif op in ("_FusedConv2D", "Conv2D", "DepthwiseConv2dNative"):
+                x, kernel = get(inputs[0]), get(inputs[1])
+                stride = tuple(_attr_list(node, "strides")[1:3]) or (1, 1)
+                dil = tuple(_attr_list(node, "dilations")[1:3]) or (1, 1)
+                if op == "DepthwiseConv2dNative":  # HWC1 -> C,1,H,W
+                    weight, groups = kernel.permute(2, 3, 0, 1).reshape(-1, 1, *kernel.shape[:2]), x.shape[1]
+                else:  # HWIO -> OIHW
+                    weight, groups = kernel.permute(3, 2, 0, 1), 1
+                if _attr_str(node, "padding") == "SAME":
+                    size = tuple((k - 1) * d + 1 for k, d in zip(weight.shape[-2:], dil))
+                    x = _same_pad(x, size, stride)
+                out = F.conv2d(x, weight, None, stride, 0, dil, groups)
+                if op == "_FusedConv2D":
+                    fused = node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])
+                    fused = [__import__("base64").b64decode(f).decode() for f in fused]
+                    if fused[:1] != ["BiasAdd"] or any(f not in ("BiasAdd", "Relu", "Relu6") for f in fused):
+                        raise ValueError(f"{node['name']}: unsupported fused ops {fused}")
+                    out = out + get(inputs[2]).view(1, -1, 1, 1)
+                    if "Relu" in fused:
+                        out = out.relu()
+                    if "Relu6" in fused:
+                        out = out.clamp(0, 6)
+            elif op in ("MaxPool", "AvgPool"):
+                x = get(inputs[0])
+                k, st = tuple(_attr_list(node, "ksize")[1:3]), tuple(_attr_list(node, "strides")[1:3])
+                same = _attr_str(node, "padding") == "SAME"
+                if op == "MaxPool":
+                    out = F.max_pool2d(_same_pad(x, k, st, float("-inf")) if same else x, k, st)
+                else:  # TF averages over the valid pixels only
+                    ones = torch.ones_like(x[:, :1])
+                    pad = (lambda t: _same_pad(t, k, st)) if same else (lambda t: t)
+                    out = F.avg_pool2d(pad(x), k, st) / F.avg_pool2d(pad(ones), k, st)
+            elif op in ("AddV2", "Add"):
+                out = get(inputs[0]) + get(inputs[1])
+            elif op == "Relu":
+                out = get(inputs[0]).relu()
+            elif op == "Relu6":
+                out = get(inputs[0]).clamp(0, 6)
+            elif op == "Mean":
+                axes = sorted(int(a) for a in np.atleast_1d(self.consts[inputs[1]].numpy()))
+                if axes != [1, 2]:
+                    raise ValueError(f"{node['name']}: Mean over axes {axes} (only H, W are supported)")
+                out = get(inputs[0]).mean((2, 3))
+            elif op == "Softmax":
+                out = get(inputs[0]).softmax(-1)
+            else:  # Identity
+                out = get(inputs[0])
+            values[node["name"]] = out
+        return values[self.output]
