@@ -205,7 +205,10 @@ def model_from_checkpoint(argv: list[str]) -> list[str]:
         ckpt = argv[argv.index("--ckpt_path") + 1]
     if not ckpt or not Path(ckpt).is_file():
         return argv
-    class_path = read_checkpoint_meta(ckpt)["hyper_parameters"].get("_class_path")
+    try:
+        class_path = read_checkpoint_meta(ckpt)["hyper_parameters"].get("_class_path")
+    except ValueError as error:
+        raise SystemExit(f"fer-zoo {argv[0]}: --ckpt_path {error}") from None
     return [*argv, "--model", class_path] if class_path else argv
 
 
@@ -416,7 +419,14 @@ def _weights(args: list[str]) -> None:
         print(f"{tag}: {path} (from {folder / human_models.MODELS[tag].graph})")
 
 
+def _export(args: list[str]) -> None:
+    from fer_zoo.export import main as export_main
+
+    export_main(args)
+
+
 EXTRA_COMMANDS = {
+    "export": _export,
     "weights": _weights,
     "synth": _synth,
     "list": _list,

@@ -130,6 +130,34 @@ def test_cross_dataset_test_on_ferplus_and_a_labelled_folder(fitted, ferplus_roo
     assert "surprise,,0" in rows
 
 
+def test_export_onnx_matches_pytorch_with_a_dynamic_batch(fitted, tmp_path):
+    import onnxruntime
+
+    from fer_zoo.export import load_task
+
+    ckpt = best_checkpoint(fitted)
+    main(["export", "--ckpt_path", ckpt, "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert sidecar["class_names"] == list(CLASSES) and sidecar["input"]["shape"] == ["batch", 3, 32, 32]
+    assert sidecar["parity"]["max_abs_logit_diff"] < 1e-4
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    images = torch.randn(3, 3, 32, 32)
+    logits, probs = session.run(None, {"images": images.numpy()})
+    task, _ = load_task(ckpt)
+    with torch.no_grad():
+        assert np.abs(logits - task(images).numpy()).max() < 1e-4
+    assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_unreadable_checkpoints_are_named(tmp_path, fitted):
+    truncated = tmp_path / "half.ckpt"
+    truncated.write_bytes(open(best_checkpoint(fitted), "rb").read()[:5000])
+    with pytest.raises(SystemExit, match="half.ckpt: not a readable checkpoint"):
+        main(["export", "--ckpt_path", str(truncated)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["export", "--ckpt_path", str(tmp_path / "missing.ckpt")])
+
+
 def test_best_test_epoch_is_reported(fitted):
     report = json.loads((fitted / "fit_report.json").read_text())
     with open(fitted / "metrics.csv") as handle:
@@ -442,3 +470,10 @@ def test_input_size_follows_a_face_weight_tag_unless_set(tmp_path, monkeypatch):
 def _trained_size(run_dir):
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     return checkpoint["datamodule_hyper_parameters"]["image_size"]
+
+
+def test_test_with_a_truncated_checkpoint_is_one_named_line(fitted, tmp_path):
+    truncated = tmp_path / "cut.ckpt"
+    truncated.write_bytes(open(best_checkpoint(fitted), "rb").read()[:5000])
+    with pytest.raises(SystemExit, match="--ckpt_path .*cut.ckpt: not a readable checkpoint"):
+        main(["test", "--data", "synthetic", "--ckpt_path", str(truncated)])
