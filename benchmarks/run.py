@@ -562,6 +562,22 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         lines += [Path(args.note).read_text().strip(), ""]
     text = "\n".join(lines)
     (out / f"{dataset}.md").write_text(text)
+    from benchmarks.report import write_html
+
+    papers = {}
+    for model in dict.fromkeys(frame["model"]):
+        entry = paper_entry(dataset, model, label_noise(dataset, model, args.override))
+        if entry is not None and entry["acc"] is not None:
+            papers[model] = entry["acc"]
+    page = write_html(out / f"{dataset}.html", f"fer-zoo benchmark: {dataset}", text, rows, peers, papers, out / dataset)
+    if not args.from_results:
+        from benchmarks.wandb_report import log_benchmark, save_report_if_online
+
+        summary = frame.groupby("model", sort=False)[["acc", "mca", "f1_macro"]].agg(["mean", "std"])
+        summary.columns = [f"{a}_{b}" for a, b in summary.columns]
+        folder = log_benchmark(dataset, frame, summary.reset_index(), page, Path(args.runs) / dataset / "benchmark")
+        url = save_report_if_online(dataset)
+        print(f"W&B: benchmark run in {folder}" + (f"; report {url}" if url else " (report saved only when online)"))
     return text
 
 

@@ -251,3 +251,46 @@ def test_human_emotion_graph_runner_matches_tfjs():
     probs = GraphRunner(read_graph_model(models_dir / "emotion.json"))(human_emotion_inputs(faces)).numpy()
     assert np.abs(probs - fixture["probs"]).max() < 1e-5
     assert (probs.argmax(1) == fixture["probs"].argmax(1)).all()
+
+
+def test_html_report_is_self_contained(tmp_path):
+    from benchmarks.report import write_html
+
+    classes = ["neutral", "happiness"]
+    rows = [
+        {"model": m, "seed": s, "acc": a, "mca": a, "f1_macro": a, "per_class_acc": dict(zip(classes, (a, a)))}
+        for m, s, a in (("baseline", 0, 0.6), ("baseline", 1, 0.62), ("lanet", 0, 0.5))
+    ]
+    run = tmp_path / "ferplus" / "baseline" / "s0"
+    run.mkdir(parents=True)
+    (run / "test_report.json").write_text(json.dumps({"confusion_matrix": [[3, 1], [0, 4]], "class_names": classes}))
+    pd.DataFrame({"epoch": [0, 1], "val/acc": [0.4, 0.6]}).to_csv(run / "fit_metrics.csv", index=False)
+    peers = [{"name": "p", "acc": 0.5, "mca": 0.5, "f1_macro": 0.4, "per_class_acc": {"neutral": 1.0}}]
+    page = write_html(tmp_path / "r.html", "t", "| model | OA |\n|---|---|\n| baseline | 61 |\n", rows, peers,
+                      {"lanet": 91.4}, tmp_path / "ferplus")
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == 4  # bars, heatmap, confusion matrices, curves
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert "<td>baseline</td>" in text
+
+
+def test_wandb_benchmark_run_and_report_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb_workspaces")
+    import wandb_workspaces.reports.v2 as wr
+
+    from benchmarks.wandb_report import build_report, log_benchmark
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    frame = pd.DataFrame({"model": ["baseline", "lanet"], "seed": [0, 0], "acc": [0.6, 0.5]})
+    summary = pd.DataFrame({"model": ["baseline", "lanet"], "acc_mean": [0.6, 0.5], "acc_std": [0.0, 0.0]})
+    page = tmp_path / "r.html"
+    page.write_text("<html><body>report</body></html>")
+    folder = log_benchmark("ferplus", frame, summary, page, tmp_path / "wandb")
+    run_dir = next((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+    assert folder and any(run_dir.glob("*.wandb"))
+    report = build_report("ferplus", entity="me")
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    bars = [p for p in grids[0].panels if isinstance(p, wr.BarPlot)]
+    assert [b.metrics for b in bars] == [["test/acc"], ["test/mca"], ["test/f1_macro"]]
+    assert grids[0].runsets[0].groupby == ["group"] and "JobType = 'test'" in grids[0].runsets[0].filters
+    assert any(isinstance(p, wr.LinePlot) and p.y == ["val/acc"] for p in grids[1].panels)
