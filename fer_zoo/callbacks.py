@@ -230,45 +230,41 @@ class PredictionCSVWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        """Gather the batches and write the CSV (rank zero)."""
+        """Gather the batches and write the CSV (rank zero); smooth video faces over frames when asked."""
         if trainer.global_rank != 0:
             return
         names = list(pl_module.class_names)
+        alpha = float(getattr(trainer.datamodule, "temporal_smoothing", 0.0) or 0.0)
+        rows = []
+        for batch in predictions:
+            probs = batch["probs"].float()
+            n = len(probs)
+            for i in range(n):
+                rows.append({
+                    "path": batch.get("path", [""] * n)[i],
+                    "frame": int(batch["frame"][i]) if "frame" in batch else -1,
+                    "time_s": float(batch["time_s"][i]) if "time_s" in batch else float("nan"),
+                    "face": int(batch["face"][i]) if "face" in batch else 0,
+                    "box": [int(v) for v in batch["box"][i]] if "box" in batch else [-1] * 4,
+                    "found": bool(batch["face_found"][i]) if "face_found" in batch else True,
+                    "probs": probs[i],
+                })
+        smoothed: dict[tuple[str, int], torch.Tensor] = {}
         self.output.parent.mkdir(parents=True, exist_ok=True)
         with open(self.output, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(
-                [
-                    "path",
-                    "face",
-                    "box_x",
-                    "box_y",
-                    "box_w",
-                    "box_h",
-                    "face_found",
-                    "prediction",
-                    "confidence",
-                    *[f"p_{n}" for n in names],
-                ]
-            )
-            for batch in predictions:
-                probs = batch["probs"].float()
-                n = len(probs)
-                paths = batch.get("path", [""] * n)
-                faces = batch.get("face", torch.zeros(n, dtype=torch.long))
-                boxes = batch.get("box", torch.full((n, 4), -1))
-                found = batch.get("face_found", torch.ones(n, dtype=torch.bool))
-                for i in range(n):
-                    k = int(probs[i].argmax())
-                    writer.writerow(
-                        [
-                            paths[i],
-                            int(faces[i]),
-                            *[int(v) for v in boxes[i]],
-                            bool(found[i]),
-                            names[k],
-                            f"{float(probs[i, k]):.4f}",
-                            *[f"{float(p):.4f}" for p in probs[i]],
-                        ]
-                    )
+            writer.writerow(["path", "frame", "time_s", "face", "box_x", "box_y", "box_w", "box_h", "face_found",
+                             "prediction", "confidence", *[f"p_{n}" for n in names]])
+            for row in rows:
+                probs = row["probs"]
+                if alpha > 0 and row["frame"] >= 0:  # rows are in file and frame order
+                    key = (row["path"], row["face"])
+                    probs = alpha * smoothed[key] + (1 - alpha) * probs if key in smoothed else probs
+                    smoothed[key] = probs
+                k = int(probs.argmax())
+                writer.writerow([
+                    row["path"], row["frame"], "" if row["time_s"] != row["time_s"] else f"{row['time_s']:.3f}",
+                    row["face"], *row["box"], row["found"], names[k], f"{float(probs[k]):.4f}",
+                    *[f"{float(p):.4f}" for p in probs],
+                ])
         print(f"predictions written to {self.output}")

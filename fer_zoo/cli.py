@@ -25,7 +25,8 @@ from fer_zoo.callbacks import PredictionCSVWriter, RunReport, TestEachEpoch, Thr
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 log = logging.getLogger(__name__)
-STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
+STAMP_ENV = "FER_ZOO_RUN_STAMP"
+GREY_DATAMODULES = ("FERPlusDataModule",)  # datasets of grey images: predict converts crops to grey for them  # shared by DDP ranks so they agree on the run folder
 
 
 def expand_aliases(argv: list[str]) -> list[str]:
@@ -119,8 +120,12 @@ class FerZooCLI(LightningCLI):
             key = "class_names" if "class_names" in data_init else "model_classes"  # folder module / the others
             if key in data_init and not data_init.get(key):
                 data_init[key] = names
+            trained_on = checkpoint.get("datamodule_hyper_parameters", {})
             if data_init.get("image_size") is None:
-                data_init.image_size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size")
+                data_init.image_size = trained_on.get("image_size")
+            if "greyscale" in data_init and data_init.get("greyscale") is None:
+                # models trained on grey images (FERPlus) see grey crops, as in training
+                data_init.greyscale = str(trained_on.get("_class_path", "")).endswith(GREY_DATAMODULES)
         if model_init is not None and data_init.get("image_size") is None:
             from fer_zoo.human_models import input_size
 
