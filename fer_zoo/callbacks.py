@@ -268,3 +268,30 @@ class PredictionCSVWriter(BasePredictionWriter):
                     *[f"{float(p):.4f}" for p in probs],
                 ])
         print(f"predictions written to {self.output}")
+
+
+class StepCheckpoint(L.Callback):
+    """Write ``last.ckpt`` every ``every_n_steps`` optimiser steps, atomically (temporary file, then rename).
+
+    An epoch can be long (AffectNet: ~4,500 steps at batch 64); a job killed by a scheduler then
+    loses at most ``every_n_steps`` steps. A kill during the write leaves the previous ``last.ckpt``
+    intact (the rename is atomic), never a half-written one.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int) -> None:
+        """Checkpoint into ``dirpath/last.ckpt`` every ``every_n_steps`` steps (> 0)."""
+        if every_n_steps <= 0:
+            raise ValueError(f"--checkpoint_every_n_steps must be > 0, got {every_n_steps}")
+        self.path, self.every = Path(dirpath) / "last.ckpt", every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        """Save when the step count is a multiple of ``every_n_steps``."""
+        if trainer.global_step % self.every or trainer.sanity_checking:
+            return
+        tmp = self.path.with_suffix(".ckpt.tmp")
+        trainer.save_checkpoint(tmp)  # every rank must call it; rank zero writes
+        if trainer.is_global_zero:
+            import os
+
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("step_checkpoint")

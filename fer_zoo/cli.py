@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 from fer_zoo import registry
-from fer_zoo.callbacks import PredictionCSVWriter, RunReport, TestEachEpoch, ThroughputMonitor
+from fer_zoo.callbacks import PredictionCSVWriter, RunReport, StepCheckpoint, TestEachEpoch, ThroughputMonitor
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,13 @@ class FerZooCLI(LightningCLI):
             default=False,
             help="fit: also run the test split after each validation and report the best test epoch "
             "(for comparison with papers that select on test; selection stays on validation).",
+        )
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=0,
+            help="fit: also write checkpoints/last.ckpt every N optimiser steps (atomically), so a killed job "
+            "loses at most N steps; 0 (default): at the end of each epoch only.",
         )
         parser.add_argument(
             "--monitor",
@@ -183,6 +190,8 @@ class FerZooCLI(LightningCLI):
                     filename="best-epoch{epoch:02d}-" + monitor.split("/")[-1] + "{" + monitor + ":.4f}",
                 )
             )
+            if config.get("checkpoint_every_n_steps"):
+                callbacks.append(StepCheckpoint(run_dir / "checkpoints", int(config.checkpoint_every_n_steps)))
             if config.get("test_each_epoch"):
                 callbacks.append(TestEachEpoch())
             if extra.get("logger") or trainer_config.get("logger"):

@@ -23,3 +23,30 @@ class InterruptMidEpoch(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise KeyboardInterrupt
+
+
+class SlowSteps(L.Callback):
+    """Sleep after every training step, so that a test can kill the process mid-epoch."""
+
+    def __init__(self, seconds: float = 0.3) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        import time
+
+        time.sleep(self.seconds)
+
+
+class PoisonWeightsAtStep(L.Callback):
+    """Set every weight of the model's head to NaN before training step ``step`` (a diverging run)."""
+
+    def __init__(self, step: int = 5) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        import torch
+
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for p in pl_module.head.parameters():
+                    p.fill_(float("nan"))

@@ -112,10 +112,30 @@ class FERTask(L.LightningModule):
         return F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """One optimisation step."""
+        """One optimisation step; a non-finite loss stops the fit before it can reach the weights."""
         loss, logits, extra = self.training_loss(batch)
+        self.check_finite(loss, extra)
         self.log_training(batch, loss, logits, extra)
         return loss
+
+    def check_finite(self, loss: Tensor, terms: dict[str, Tensor]) -> None:
+        """Raise ``FloatingPointError`` naming the step and the loss terms when the loss is NaN or Inf.
+
+        Raised before ``backward``, so the weights (and every checkpoint written so far, e.g.
+        ``last.ckpt``) stay those of the last good step. Under DDP the ranks agree first, so all stop.
+        """
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self._trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            named = ", ".join(f"{k}={float(v.detach().float().mean()):.4g}" for k, v in terms.items())
+            step = self.trainer.global_step if self._trainer is not None else -1
+            raise FloatingPointError(
+                f"non-finite training loss at step {step} (epoch {self.current_epoch}): loss={float(loss.detach()):.4g}"
+                + (f"; terms: {named}" if named else "")
+                + "; stopped before the update, so checkpoints/last.ckpt holds the last good weights "
+                "(lower model.lr or check the inputs, then resume with --ckpt_path)"
+            )
 
     def log_training(self, batch: dict[str, Any], loss: Tensor, logits: Tensor, extra: dict[str, Tensor]) -> None:
         """Log the loss, training accuracy and named loss terms of a step."""

@@ -312,6 +312,7 @@ class LaCoVL(FERTask):
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         loss, logits, extra = self.training_loss(batch)
+        self.check_finite(loss, extra)
         optimizer.zero_grad()
         self.manual_backward(loss)
         params = [p for p in self.parameters() if p.requires_grad and p.grad is not None]
