@@ -50,3 +50,25 @@ class PoisonWeightsAtStep(L.Callback):
             with torch.no_grad():
                 for p in pl_module.head.parameters():
                     p.fill_(float("nan"))
+
+
+class RecordRank(L.Callback):
+    """Write ``rank<global rank>.json`` into ``out``: node rank, world size, the training sample ids this
+    rank saw, and a checksum of its final weights (multi-node tests)."""
+
+    def __init__(self, out: str) -> None:
+        self.out, self.seen = out, []
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self.seen += [int(i) for i in batch["index"]]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import json
+        from pathlib import Path
+
+        weights = [p.detach().double() for p in pl_module.parameters()]
+        Path(self.out).mkdir(parents=True, exist_ok=True)
+        (Path(self.out) / f"rank{trainer.global_rank}.json").write_text(json.dumps({
+            "node_rank": trainer.node_rank, "world_size": trainer.world_size, "seen": self.seen,
+            "checksum": [float(sum(w.sum() for w in weights)), float(sum(w.pow(2).sum() for w in weights))],
+        }))

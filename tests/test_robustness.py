@@ -65,3 +65,37 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(t
     assert checkpoint["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
     assert not (tmp_path / "fit_report.json").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.ddp
+def test_two_nodes_on_one_machine_see_disjoint_data_and_end_identical(tmp_path):
+    """``--trainer.num_nodes 2``: two processes given node ranks 0 and 1, a localhost master, gloo on CPU
+    (what SLURM or torchrun set up across machines)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "fer_zoo", "fit", "--model", "baseline", "--data", "synthetic", *TINY,
+           "--trainer.max_epochs", "2", "--trainer.num_nodes", "2", "--trainer.devices", "1",
+           "--trainer.strategy", "ddp", "--wandb", "disabled", "--run_dir", str(tmp_path / "run"),
+           "--trainer.callbacks+=tests.helpers.RecordRank", f"--trainer.callbacks.init_args.out={tmp_path / 'ranks'}"]
+    procs = []
+    for node in (0, 1):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "NODE_RANK": str(node), "WORLD_SIZE": "2", "LOCAL_RANK": "0", "FER_ZOO_RUN_STAMP": "twonodes"}
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outputs = [p.communicate(timeout=600)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["node_rank"] for r in ranks] == [0, 1] and all(r["world_size"] == 2 for r in ranks)
+    for epoch in range(2):  # 64 training images, batch 16: 2 steps per rank per epoch
+        a = set(ranks[0]["seen"][32 * epoch : 32 * (epoch + 1)])
+        b = set(ranks[1]["seen"][32 * epoch : 32 * (epoch + 1)])
+        assert len(a) == len(b) == 32 and not a & b and len(a | b) == 64
+    assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-9)
+    assert json.loads((tmp_path / "run" / "fit_report.json").read_text())["world_size"] == 2
