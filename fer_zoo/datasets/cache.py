@@ -135,6 +135,9 @@ class PackedImages:
         path = directory / f"{name}-{key}.u8"
         meta_path = path.with_suffix(".json")
         shape = (len(files), size[0], size[1], channels)
+        if path.exists() and meta_path.exists() and not _intact(path, meta_path, shape):
+            log.warning("%s: cache file is truncated or its metadata is unreadable; rebuilding it", path)
+            path.unlink()
         if path.exists() and meta_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta["bad"] and not skip_bad:
@@ -187,6 +190,16 @@ class PackedImages:
             tmp.write_text(json.dumps(meta, indent=1))
             os.replace(tmp, meta_path)
         return meta["sha1"]
+
+
+def _intact(path: Path, meta_path: Path, shape: tuple[int, ...]) -> bool:
+    """Whether a cache file has exactly the bytes its shape needs and readable metadata (a cheap check,
+    run on every open; the pixels' SHA-1 in the metadata is for derived caches, too slow to check here)."""
+    try:
+        json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return path.stat().st_size == int(np.prod(shape))
 
 
 def _file_sha1(path: Path, block: int = 1 << 24) -> str:

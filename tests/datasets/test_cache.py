@@ -39,3 +39,18 @@ def test_box_crop_pads_outside(tmp_path):
     Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(path)
     out = cache.decode_image(path, (10, 10), 3, box=(10, 10, 20, 20))
     assert out[:4, :4].min() == 255 and out[-3:, -3:].max() == 0
+
+
+def test_truncated_or_unreadable_cache_is_rebuilt_not_used(tmp_path, caplog):
+    files = _write(tmp_path, 5)
+    first = PackedImages.build(files, (8, 8), 1, cache_dir=tmp_path / "c")
+    path = first.path
+    del first
+    with open(path, "r+b") as handle:  # a half-written copy, e.g. a full disk during an rsync
+        handle.truncate(100)
+    again = PackedImages.build(files, (8, 8), 1, cache_dir=tmp_path / "c")
+    assert again.path == path and path.stat().st_size == 5 * 8 * 8 and again.array[3].mean() == 30
+    assert "truncated" in caplog.text
+    path.with_suffix(".json").write_text("{not json")
+    third = PackedImages.build(files, (8, 8), 1, cache_dir=tmp_path / "c")
+    assert third.array[4].mean() == 40
