@@ -211,13 +211,13 @@ def model_from_checkpoint(argv: list[str]) -> list[str]:
     """
     if not argv or argv[0] not in ("test", "validate", "predict"):
         return argv
-    flags = {a.split("=", 1)[0] for a in argv}
-    if flags & {"--model", "--config", "-c"}:
-        return argv
     ckpt = next((a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")), None)
     if "--ckpt_path" in argv and argv.index("--ckpt_path") + 1 < len(argv):
         ckpt = argv[argv.index("--ckpt_path") + 1]
-    if not ckpt or not Path(ckpt).is_file():
+    if ckpt and ckpt not in ("best", "last") and not Path(ckpt).is_file():
+        raise SystemExit(f"fer-zoo {argv[0]}: --ckpt_path {ckpt} does not exist")
+    flags = {a.split("=", 1)[0] for a in argv}
+    if flags & {"--model", "--config", "-c"} or not ckpt or not Path(ckpt).is_file():
         return argv
     try:
         class_path = read_checkpoint_meta(ckpt)["hyper_parameters"].get("_class_path")
@@ -237,7 +237,8 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {first[:200]})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict)")
     return {k: checkpoint.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}

@@ -152,9 +152,22 @@ class LandmarkCache:
 
     @classmethod
     def load(cls, path: Path) -> LandmarkCache:
-        """Open a cache file."""
-        with np.load(path) as data:
-            return cls(data["points"], data["found"], data["confidence"], data["attempt"], path)
+        """Open a cache file.
+
+        Raises:
+            ValueError: naming the file when it is truncated or not a landmark cache (never silent data).
+        """
+        try:
+            with np.load(path) as data:
+                cache = cls(data["points"], data["found"], data["confidence"], data["attempt"], path)
+        except Exception as error:  # zipfile, OSError, KeyError, ValueError: all mean "unusable file"
+            raise ValueError(
+                f"{path}: corrupt landmark cache ({type(error).__name__}: {error}); delete it and run "
+                "`fer-zoo landmarks` again (finished chunks are kept, so the rebuild resumes)"
+            ) from None
+        if not (len(cache.points) == len(cache.found) == len(cache.confidence) == len(cache.attempt)):
+            raise ValueError(f"{path}: corrupt landmark cache (arrays of different lengths); delete it and rebuild")
+        return cache
 
     @property
     def detection_rate(self) -> float:

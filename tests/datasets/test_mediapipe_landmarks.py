@@ -122,3 +122,16 @@ def test_copied_dataset_reuses_landmarks(ferplus_faces, tmp_path, monkeypatch):
     Image.new("L", (48, 48), 7).save(moved.manifest.files[-1])
     changed = _val(copy, tmp_path)
     assert mpl.cache_path(changed.packed_path, mpl.DetectorSettings()) != cache.path
+
+
+def test_corrupt_landmark_cache_is_a_named_error(tmp_path):
+    import pytest
+
+    from fer_zoo.datasets.mediapipe_landmarks import LandmarkCache
+
+    path = tmp_path / "landmarks.npz"
+    np.savez(path, points=np.zeros((3, 68, 2)), found=np.ones(3, bool), confidence=np.ones(3), attempt=np.zeros(3))
+    assert len(LandmarkCache.load(path).points) == 3
+    path.write_bytes(path.read_bytes()[:200])  # truncated by a full disk or a killed copy
+    with pytest.raises(ValueError, match="landmarks.npz: corrupt landmark cache"):
+        LandmarkCache.load(path)
