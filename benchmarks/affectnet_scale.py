@@ -140,12 +140,13 @@ def main(argv: list[str] | None = None) -> None:
         loader = dm.train_dataloader()
         it = iter(loader)
         next(it)
+        batches = min(a.batches, len(loader) - 1)
         start, n = time.perf_counter(), 0
-        for _ in range(a.batches):
+        for _ in range(batches):
             n += len(next(it)["label"])
         rate = n / (time.perf_counter() - start)
         workers = [memory(pid) for pid in children()]
-        rows.append((sampler, rate, workers, memory()))
+        rows.append((sampler, rate, workers, memory(), batches))
         del it, loader
     lines = [
         "# AffectNet at full size (generated tree in the official layout)",
@@ -169,11 +170,11 @@ def main(argv: list[str] | None = None) -> None:
         f"| main process after packing | peak {after_pack['VmHWM']:.0f} MiB; now private {after_pack['RssAnon']:.0f} "
         f"MiB + file-backed (memmap pages) {after_pack['RssFile']:.0f} MiB |",
     ]
-    for sampler, rate, workers, main_mem in rows:
+    for sampler, rate, workers, main_mem, batches in rows:
         worker_text = "; ".join(f"private {w.get('RssAnon', 0):.0f} MiB, file {w.get('RssFile', 0):.0f} MiB"
                                 for w in workers) or "none found"
         lines.append(f"| loader, batch 64, {a.workers} workers, standard augmentation, sampler `{sampler}` | "
-                     f"{rate:.0f} img/s over {a.batches} batches; workers: {worker_text}; main private "
+                     f"{rate:.0f} img/s over {batches} batches; workers: {worker_text}; main private "
                      f"{main_mem['RssAnon']:.0f} MiB |")
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -7,6 +7,8 @@ Peers (none is trained by the zoo; all are scored on FERPlus test with majority 
   :class:`fer_zoo.models.components.tfjs.GraphRunner` (PyTorch, no TensorFlow), with Human's
   preprocessing (RGB to grey with 0.2989/0.587/0.114, 0..1, then ``(g - 0.5) * 2``). Parity with
   TF.js itself is checked on the first faces when Node with TF.js is given (``--node-dir``).
+- ``face-api``: the ``face_expression`` model of ``@vladmandic/face-api`` run in Node (TF.js WASM
+  backend) by ``benchmarks/tfjs/face_api_expressions.mjs`` (``--face-api-dir``).
 - ``fer (PyPI)``: the ``fer`` package's own pipeline (``FER(mtcnn=False).detect_emotions`` with the
   whole crop as the face box), run in a separate Python that has ``fer`` and TensorFlow
   (``--fer-python``; see ``benchmarks/peers_fer.py``).
@@ -17,7 +19,7 @@ output (contempt) counts as an error.
 Usage::
 
     python -m benchmarks.peers --root ../shared/data/ferplus --fer-python /tmp/tfenv/bin/python \\
-        --node-dir /work/hm
+        --node-dir /work/hm --face-api-dir /work/hm
 
 Writes ``benchmarks/results/peers/ferplus.json`` (read by ``benchmarks/run.py`` for its peer rows)
 and ``benchmarks/results/peers/ferplus.md``.
@@ -122,6 +124,23 @@ def run_fer_package(faces: np.ndarray, python: str, variant: str) -> tuple[np.nd
         return data["probs"], info
 
 
+def run_face_api(faces: np.ndarray, node_dir: Path) -> tuple[np.ndarray, tuple[str, ...], dict]:
+    """Probabilities of face-api's face_expression model, run in Node by ``tfjs/face_api_expressions.mjs``."""
+    script = Path(__file__).resolve().parent / "tfjs" / "face_api_expressions.mjs"
+    local = node_dir / script.name  # node resolves the packages from the script's folder
+    local.write_text(script.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, out = Path(tmp) / "faces.u8", Path(tmp) / "out.json"
+        np.ascontiguousarray(faces[..., 0], dtype=np.uint8).tofile(raw)
+        n, h, w = faces.shape[:3]
+        subprocess.run(["node", str(local), str(raw), f"{n},{h},{w}", str(out)], check=True, cwd=node_dir,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = json.loads(out.read_text())
+    info = {"ms_per_face": result["ms_per_face"], "version": result["version"], "tfjs": result["tfjs"],
+            "backend": result["backend"], "params_M": 0.33}
+    return np.array(result["probs"], np.float32), tuple(result["labels"]), info
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the peers on FERPlus test; write the JSON read by the benchmark tables and a markdown note."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models-dir", default=None, help="human-models models/ folder (default: the imported one)")
     p.add_argument("--node-dir", default=None, help="folder with node_modules/@tensorflow (TF.js parity check)")
     p.add_argument("--fer-python", default=None, help="a Python with the fer package and TensorFlow")
+    p.add_argument("--face-api-dir", default=None,
+                   help="folder whose node_modules has @vladmandic/face-api, @tensorflow/tfjs and tfjs-backend-wasm")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
     from fer_zoo.human_models import find_models_dir
@@ -161,6 +182,17 @@ def main(argv: list[str] | None = None) -> None:
             "pipeline (`FER(mtcnn=False).detect_emotions` with the whole 48 px crop as the face box: 40 px "
             "mean-colour padding, 10 px margin, 64 px grey; scores rounded to 2 decimals by the package, ties "
             "go to the first class); TensorFlow in a separate Python; no contempt output",
+        })
+    if a.face_api_dir:
+        probs, labels, info = run_face_api(faces, Path(a.face_api_dir))
+        peers.append({
+            "name": f"face-api {info['version']} face_expression",
+            **score(probs, labels, test.labels, classes),
+            **info,
+            "note": f"npm `@vladmandic/face-api` {info['version']} (MIT; the face_expression model of face-api.js, "
+            "training data not stated), run in Node by `benchmarks/tfjs/face_api_expressions.mjs` with TF.js "
+            f"{info['tfjs']} ({info['backend']} backend; the pure-JS backend gives the same probabilities within "
+            "2e-6): each 48 px crop as an RGB tensor, padded and resized to 112 px by face-api; no contempt output",
         })
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
