@@ -67,8 +67,11 @@ class RecordRank(L.Callback):
         from pathlib import Path
 
         weights = [p.detach().double() for p in pl_module.parameters()]
+        buffers = {n: b.detach().double() for n, b in pl_module.named_buffers() if b.numel() and "metric" not in n}
         Path(self.out).mkdir(parents=True, exist_ok=True)
         (Path(self.out) / f"rank{trainer.global_rank}.json").write_text(json.dumps({
             "node_rank": trainer.node_rank, "world_size": trainer.world_size, "seen": self.seen,
             "checksum": [float(sum(w.sum() for w in weights)), float(sum(w.pow(2).sum() for w in weights))],
+            # state kept in buffers (LA-Net's MoCo queues and LDE bank) must agree across ranks too
+            "buffers": {n: [float(b.sum()), float(b.pow(2).sum())] for n, b in buffers.items()},
         }))

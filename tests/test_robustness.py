@@ -76,11 +76,15 @@ def _free_port() -> int:
 
 
 @pytest.mark.ddp
-def test_two_nodes_on_one_machine_see_disjoint_data_and_end_identical(tmp_path):
+@pytest.mark.parametrize("model", ["baseline", "lanet"])
+def test_two_nodes_on_one_machine_see_disjoint_data_and_end_identical(model, tmp_path):
     """``--trainer.num_nodes 2``: two processes given node ranks 0 and 1, a localhost master, gloo on CPU
-    (what SLURM or torchrun set up across machines)."""
+    (what SLURM or torchrun set up across machines). For LA-Net the all-gathered MoCo queues and LDE target
+    bank (buffers) must also end identical on both nodes."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "fer_zoo", "fit", "--model", "baseline", "--data", "synthetic", *TINY,
+    # (the default sampler: a class-balanced one repeats minority images by design, so draws are not disjoint)
+    extra = ["--model.queue_size", "64", "--data.label_noise", "0.2"] if model == "lanet" else []
+    cmd = [sys.executable, "-m", "fer_zoo", "fit", "--model", model, "--data", "synthetic", *TINY, *extra,
            "--trainer.max_epochs", "2", "--trainer.num_nodes", "2", "--trainer.devices", "1",
            "--trainer.strategy", "ddp", "--wandb", "disabled", "--run_dir", str(tmp_path / "run"),
            "--trainer.callbacks+=tests.helpers.RecordRank", f"--trainer.callbacks.init_args.out={tmp_path / 'ranks'}"]
@@ -98,4 +102,9 @@ def test_two_nodes_on_one_machine_see_disjoint_data_and_end_identical(tmp_path):
         b = set(ranks[1]["seen"][32 * epoch : 32 * (epoch + 1)])
         assert len(a) == len(b) == 32 and not a & b and len(a | b) == 64
     assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-9)
+    assert ranks[0]["buffers"].keys() == ranks[1]["buffers"].keys()
+    for name, value in ranks[0]["buffers"].items():
+        assert value == pytest.approx(ranks[1]["buffers"][name], rel=1e-9), name
+    if model == "lanet":
+        assert {"queue_exp", "queue_lm", "bank"} <= ranks[0]["buffers"].keys()
     assert json.loads((tmp_path / "run" / "fit_report.json").read_text())["world_size"] == 2
