@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,31 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+class PathArray(Sequence):
+    """File paths stored as one numpy byte-string array (no Python object per sample).
+
+    Indexing with an int gives a :class:`~pathlib.Path`; with an index array or mask, another
+    ``PathArray``. A dataset keeps its file list this way once its images are packed, so memory does not
+    grow by a Python object per sample (AffectNet: 190 k paths in ~13 MB instead of ~90 MB of ``Path``s).
+    """
+
+    def __init__(self, paths: Sequence[str | Path] | np.ndarray) -> None:
+        self.data = paths if isinstance(paths, np.ndarray) else np.array([os.fsencode(str(p)) for p in paths])
+        if self.data.size == 0:
+            self.data = np.zeros(0, dtype="S1")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 (int or index array)
+        if isinstance(index, (int, np.integer)):
+            return Path(os.fsdecode(self.data[index]))
+        return PathArray(self.data[index])
+
+    def __iter__(self):  # noqa: ANN204
+        return (Path(os.fsdecode(b)) for b in self.data)
+
+
 @dataclass
 class Manifest:
     """What a dataset's index parser returns for one split.
@@ -33,7 +59,7 @@ class Manifest:
         summary: counts of what the parser dropped and why (nothing is dropped silently).
     """
 
-    files: list[Path]
+    files: list[Path] | PathArray
     labels: np.ndarray
     targets: np.ndarray | None = None
     landmarks: np.ndarray | None = None
@@ -45,7 +71,7 @@ class Manifest:
         keep = np.flatnonzero(keep) if keep.dtype == bool else keep
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return Manifest(
-            [self.files[i] for i in keep],
+            self.files[keep] if isinstance(self.files, PathArray) else [self.files[i] for i in keep],
             self.labels[keep],
             pick(self.targets),
             pick(self.landmarks),
@@ -133,6 +159,7 @@ class FERDataset(Dataset):
         self.images = packed.array
         self.packed_path: Path | None = packed.path
         self.manifest = manifest.select(keep)
+        self.manifest.files = PathArray(self.manifest.files)  # no Python object per sample from here on
         self.summary = self.manifest.summary
 
     def use_landmarks(self, source: str = "dataset", layout: int = 68) -> None:
