@@ -337,14 +337,16 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     return table_row(dataset, model, seed, fit, test)
 
 
-def published_row(dataset: str, model: str, seed: int) -> dict:
-    """A row from the reports ``publish`` copied under ``benchmarks/results`` (``--from-results``: no run folders)."""
+def published_row(dataset: str, model: str, seed: int) -> dict | None:
+    """A row from the reports ``publish`` copied under ``benchmarks/results`` (``--from-results``: no run folders);
+    None (and a printed note) when that run was not published."""
     folder = Path(RESULTS) / dataset / model / f"s{seed}"
     try:
         fit = json.loads((folder / "fit_report.json").read_text())
         test = json.loads((folder / "test_report.json").read_text())
     except FileNotFoundError as error:
-        raise SystemExit(f"--from-results: {error.filename} is missing; run the benchmark without it") from None
+        print(f"--from-results: {error.filename} is missing; {model} seed {seed} is left out of the table", flush=True)
+        return None
     return table_row(dataset, model, seed, fit, test)
 
 
@@ -368,7 +370,7 @@ def table_row(dataset: str, model: str, seed: int, fit: dict, test: dict) -> dic
     }
 
 
-def run_row(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict:
+def run_row(dataset: str, model: str, seed: int, args: argparse.Namespace) -> dict | None:
     """One table row; a recipe row whose recipe is exactly the baseline's reuses the baseline's run."""
     method = generated_recipe(dataset, model)
     source = model
@@ -376,7 +378,7 @@ def run_row(dataset: str, model: str, seed: int, args: argparse.Namespace) -> di
         print(f"{model}: {method}'s recipe is the baseline's; its row is the baseline run", flush=True)
         source = "baseline"
     row = published_row(dataset, source, seed) if args.from_results else fit_and_test(dataset, source, seed, args)
-    return {**row, "model": model}
+    return None if row is None else {**row, "model": model}
 
 
 def publish(dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, cmds: list[list[str]]) -> None:
@@ -636,7 +638,7 @@ def main(argv: list[str] | None = None) -> None:
     tables = {}
     for dataset in datasets:
         sub = argparse.Namespace(**{**vars(args), "dataset": dataset, "data_root": roots[dataset]})
-        rows = [run_row(dataset, m, s, sub) for m in models for s in args.seeds]
+        rows = [row for m in models for s in args.seeds if (row := run_row(dataset, m, s, sub)) is not None]
         tables[dataset] = rows
         print(tabulate(rows, dataset, sub, argv))
     if len(datasets) > 1:
