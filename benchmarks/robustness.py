@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     blocker.write_text("a file where the run folder should go")
     code, line = run([*FIT, "--trainer.max_epochs", "1", "--run_dir", str(blocker / "run")])
     rows.append(("run folder cannot be created (a file is in its path)", f"exit {code}: `{line}`",
-                 "nothing (fails before training)", "–"))
+                 "nothing (fails before training)", "test_unwritable_run_folder_is_one_line_before_any_work"))
 
     # 8. corrupt packed cache (truncated), corrupt landmark cache
     rows.append(("packed image cache truncated (e.g. a full disk during a copy)",

@@ -151,6 +151,14 @@ class FerZooCLI(LightningCLI):
         stamp = os.environ.setdefault(STAMP_ENV, time.strftime("%Y%m%d-%H%M%S"))
         default_dir = Path("runs") / f"{dataset}-{model}" / (stamp if sub == "fit" else f"{stamp}-{sub}")
         run_dir = Path(config.get("run_dir") or default_dir)
+        try:  # fail before any work when the run folder cannot be written (no permission, a file in the way, full disk)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"\0" * 4096)
+            probe.unlink()
+        except OSError as error:
+            raise SystemExit(f"fer-zoo {sub}: cannot write the run folder {run_dir} ({error.strerror or error}); "
+                             "pass a writable --run_dir") from None
         trainer_config = self._get(self.config_init, "trainer", default={})
         extra: dict[str, Any] = {"default_root_dir": str(run_dir)}
         if trainer_config.get("logger") in (None, True):

@@ -108,3 +108,10 @@ def test_two_nodes_on_one_machine_see_disjoint_data_and_end_identical(model, tmp
     if model == "lanet":
         assert {"queue_exp", "queue_lm", "bank"} <= ranks[0]["buffers"].keys()
     assert json.loads((tmp_path / "run" / "fit_report.json").read_text())["world_size"] == 2
+
+
+def test_unwritable_run_folder_is_one_line_before_any_work(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the run folder should go")
+    with pytest.raises(SystemExit, match="cannot write the run folder .*blocker/run"):
+        main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--run_dir", str(blocker / "run")])
