@@ -9,6 +9,7 @@ its config, CSV metrics, checkpoints, reports and the offline W&B run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -25,8 +26,8 @@ from fer_zoo.callbacks import PredictionCSVWriter, RunReport, StepCheckpoint, Te
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 log = logging.getLogger(__name__)
-STAMP_ENV = "FER_ZOO_RUN_STAMP"
-GREY_DATAMODULES = ("FERPlusDataModule",)  # datasets of grey images: predict converts crops to grey for them  # shared by DDP ranks so they agree on the run folder
+STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
+GREY_DATAMODULES = ("FERPlusDataModule",)  # datasets of grey images: predict converts crops to grey for them
 
 
 def expand_aliases(argv: list[str]) -> list[str]:
@@ -237,9 +238,18 @@ def model_from_checkpoint(argv: list[str]) -> list[str]:
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The hyper-parameters of a Lightning checkpoint, read with ``weights_only=True`` (runs no code).
 
+    One ``fer-zoo test`` asks for them twice (the model class, then classes and input size); the file
+    is read once per version of it (path, size, modification time).
+
     Raises:
         ValueError: naming the file when it cannot be read as a checkpoint (truncated, not a checkpoint).
     """
+    stat = os.stat(path)
+    return _checkpoint_meta(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _checkpoint_meta(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
     import torch
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import lightning as L
@@ -137,10 +138,11 @@ class FERDataModule(L.LightningDataModule):
         """Class names in the label order the model sees (the model's under cross-dataset evaluation)."""
         return list(self.model_classes) if self.model_classes else self.dataset_classes
 
-    @property
+    @functools.cached_property
     def cross_dataset(self) -> dict[str, list[str]] | None:
         """Under cross-dataset evaluation, the model's classes the data has (``shared``) and the data's
-        classes the model lacks (``left_out``); None when the model was trained on these classes."""
+        classes the model lacks (``left_out``); None when the model was trained on these classes. Computed once
+        (the model asks for it every evaluation batch; an image folder's classes come from a directory scan)."""
         if not self.model_classes or list(self.model_classes) == self.dataset_classes:
             return None
         data = set(self.dataset_classes)

@@ -16,14 +16,13 @@ stride 2) is reproduced exactly, for any input size.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fer_zoo.models.components.tfjs import folded_bn_state, graph_weight
+from fer_zoo.models.components.tfjs import folded_bn_state, graph_weight, same_pad
 
 #: (output channels, depthwise stride) of the 13 depthwise-separable blocks of MobileNet v1.
 BLOCKS = (
@@ -53,11 +52,7 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         """Pad like TF (extra pixel at the bottom/right), then convolve."""
-        pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads) if any(pads) else x)
+        return super().forward(same_pad(x, self.kernel_size, self.stride))
 
 
 class InputAdapter(nn.Module):

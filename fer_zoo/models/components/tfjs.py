@@ -9,12 +9,15 @@ rebuilt in PyTorch can take them by name.
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_, "float16": np.float16}
 _QUANTISED = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
@@ -126,17 +129,16 @@ def _attr_list(node: dict, key: str) -> list[int]:
 
 
 def _attr_str(node: dict, key: str) -> str:
-    import base64
-
     value = node.get("attr", {}).get(key, {}).get("s", "")
     return base64.b64decode(value).decode() if value else ""
 
 
-def _same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
-    """TensorFlow ``SAME`` padding of an NCHW tensor (the extra pixel goes bottom/right)."""
-    import math
+def _attr_strings(node: dict, key: str) -> list[str]:
+    return [base64.b64decode(v).decode() for v in node.get("attr", {}).get(key, {}).get("list", {}).get("s", [])]
 
-    import torch.nn.functional as F
+
+def same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
+    """TensorFlow ``SAME`` padding of an NCHW tensor (the extra pixel goes bottom/right)."""
 
     pads = []
     for size, k, s in zip(reversed(x.shape[-2:]), reversed(kernel), reversed(stride)):
@@ -168,8 +170,6 @@ class GraphRunner(torch.nn.Module):
     @torch.no_grad()
     def forward(self, x_nhwc: torch.Tensor) -> torch.Tensor:
         """Evaluate the graph on an NHWC float input; returns its last node's value."""
-        import torch.nn.functional as F
-
         values: dict[str, torch.Tensor] = {}
 
         def get(name: str) -> torch.Tensor:
@@ -190,11 +190,10 @@ class GraphRunner(torch.nn.Module):
                     weight, groups = kernel.permute(3, 2, 0, 1), 1
                 if _attr_str(node, "padding") == "SAME":
                     size = tuple((k - 1) * d + 1 for k, d in zip(weight.shape[-2:], dil))
-                    x = _same_pad(x, size, stride)
+                    x = same_pad(x, size, stride)
                 out = F.conv2d(x, weight, None, stride, 0, dil, groups)
                 if op == "_FusedConv2D":
-                    fused = node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])
-                    fused = [__import__("base64").b64decode(f).decode() for f in fused]
+                    fused = _attr_strings(node, "fused_ops")
                     if fused[:1] != ["BiasAdd"] or any(f not in ("BiasAdd", "Relu", "Relu6") for f in fused):
                         raise ValueError(f"{node['name']}: unsupported fused ops {fused}")
                     out = out + get(inputs[2]).view(1, -1, 1, 1)
@@ -207,10 +206,10 @@ class GraphRunner(torch.nn.Module):
                 k, st = tuple(_attr_list(node, "ksize")[1:3]), tuple(_attr_list(node, "strides")[1:3])
                 same = _attr_str(node, "padding") == "SAME"
                 if op == "MaxPool":
-                    out = F.max_pool2d(_same_pad(x, k, st, float("-inf")) if same else x, k, st)
+                    out = F.max_pool2d(same_pad(x, k, st, float("-inf")) if same else x, k, st)
                 else:  # TF averages over the valid pixels only
                     ones = torch.ones_like(x[:, :1])
-                    pad = (lambda t: _same_pad(t, k, st)) if same else (lambda t: t)
+                    pad = (lambda t: same_pad(t, k, st)) if same else (lambda t: t)
                     out = F.avg_pool2d(pad(x), k, st) / F.avg_pool2d(pad(ones), k, st)
             elif op in ("AddV2", "Add"):
                 out = get(inputs[0]) + get(inputs[1])
