@@ -24,7 +24,7 @@ import torch
 
 def correction_stats(run_dir: Path) -> dict[str, float]:
     """Bank statistics of one LA-Net fit folder."""
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     bank = checkpoint["state_dict"]["bank"].float()
     labels = pd.read_csv(run_dir / "train_labels_noisy.csv")
     if len(labels) != len(bank):

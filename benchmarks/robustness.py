@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -36,10 +37,14 @@ def run(cmd: list[str], **kw) -> tuple[int, str]:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           **kw)
     text = done.stderr + done.stdout
+    return done.returncode, last_line(text) + (" [PWNED printed: code ran]" if "PWNED" in text else "")
+
+
+def last_line(text: str) -> str:
+    """The last error line of a command's output (or its last line), shortened for a table cell."""
     lines = [l for l in text.splitlines() if l.strip() and "Warning" not in l and not l.startswith(("  ", "wandb", "💡"))]
     errors = [l for l in lines if "Error" in l or l.startswith("fer-zoo ")]
-    line = (errors or lines or [""])[-1].replace("|", "/")
-    return done.returncode, line[:300] + (" [PWNED printed: code ran]" if "PWNED" in text else "")
+    return (errors or lines or [""])[-1].replace("|", "/")[:300]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,7 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     evil.write_bytes(pickle.dumps({"state_dict": Boom()}))
     code, line = run([sys.executable, "-m", "fer_zoo", "test", "--data", "synthetic", *TINY, "--ckpt_path", str(evil)])
     rows.append(("a pickle that runs a shell command when unpickled, given as `--ckpt_path`",
-                 f"exit {code}: `{line}`", "nothing (read with `weights_only=True`: the command never runs)", "–"))
+                 f"exit {code}: `{line}`", "nothing (read with `weights_only=True`: the command never runs)",
+                 "test_a_checkpoint_cannot_run_code_when_a_fit_resumes_from_it"))
+    code, line = run([*FIT, "--ckpt_path", str(evil), "--run_dir", str(work / "evil-fit")])
+    rows.append(("the same pickle as `fer-zoo fit --ckpt_path` (a resume)", f"exit {code}: `{line}`",
+                 "nothing (checked `weights_only` before any work; Lightning's resume also loads with "
+                 "`weights_only: true`, a packaged default)", "test_a_checkpoint_cannot_run_code_when_a_fit_resumes_from_it"))
 
     # 4. wrong --ckpt_path
     code, line = run([sys.executable, "-m", "fer_zoo", "test", "--model", "baseline", "--data", "synthetic", *TINY,
@@ -126,7 +136,34 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("run folder cannot be created (a file is in its path)", f"exit {code}: `{line}`",
                  "nothing (fails before training)", "test_unwritable_run_folder_is_one_line_before_any_work"))
 
-    # 8. corrupt packed cache (truncated), corrupt landmark cache
+    # 8. a real full disk mid-fit: the run folder on a 300 MB tmpfs (each checkpoint here is ~128 MB), mounted in a
+    # private mount namespace (needs root); the run folder is copied out before the namespace ends.
+    full = work / "full"
+    full.mkdir()
+    inner = (f"mount -t tmpfs -o size=300m tmpfs {full} || exit 99; cd {ROOT}; "
+             f"{shlex.join([*FIT, '--run_dir', str(full / 'run')])} > {work / 'full.log'} 2>&1; "
+             f"echo $? > {work / 'full.rc'}; cp -a {full / 'run'} {work / 'full-run'}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", inner], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True)
+    if done.returncode == 0 and (work / "full.rc").exists():
+        code, line = int((work / "full.rc").read_text()), last_line((work / "full.log").read_text())
+        kept = work / "full-run" / "checkpoints"
+        last = torch.load(kept / "last.ckpt", weights_only=True, map_location="cpu")
+        files = ", ".join(sorted(f.name for f in kept.iterdir()))
+        resumed, _ = run([*FIT, "--ckpt_path", str(kept / "last.ckpt"), "--run_dir", str(work / "full-run")])
+        report = json.loads((work / "full-run" / "fit_report.json").read_text())
+        rows.append(("disk full mid-fit (a real one: the run folder on a 300 MB tmpfs; checkpoints are ~128 MB), then "
+                     "the same command with `--ckpt_path` and the run folder moved to a disk with space",
+                     f"exit {code}: `{line}`; the resume exits {resumed} and completes ({report['global_step']} steps, "
+                     f"{report['epochs']} epochs)",
+                     f"the steps since `last.ckpt` (step {last['global_step']}, complete and loadable; the folder "
+                     f"holds {files}: {'a partial temporary file is left' if '.tmp' in files else 'no partial file'})",
+                     "test_disk_full_while_checkpointing_keeps_the_previous_checkpoint"))
+    else:
+        rows.append(("disk full mid-fit", f"not run here (a tmpfs needs root: `{done.stderr.strip()[:120]}`)", "–",
+                     "test_disk_full_while_checkpointing_keeps_the_previous_checkpoint"))
+
+    # 9. corrupt packed cache (truncated), corrupt landmark cache
     rows.append(("packed image cache truncated (e.g. a full disk during a copy)",
                  "a warning naming the file, then the cache is rebuilt from the images", "the rebuild time",
                  "test_truncated_or_unreadable_cache_is_rebuilt_not_used"))
@@ -138,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
 
     lines = ["# Robustness: faults tried for real", "", "```", f"python -m benchmarks.robustness "
              f"{' '.join(sys.argv[1:] if argv is None else argv)}", "```", "",
-             "Rows 1-4, 6 and 7 were run by this script on the tiny synthetic set (each the real `fer-zoo` command in "
+             "Rows 1-6 and 8-10 were run by this script on the tiny synthetic set (each the real `fer-zoo` command in "
              "its own process); the other rows are covered by the named tests.", "",
              "| fault | what the user sees | what is lost | test |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | `{d}` |" if d != "–" else f"| {a} | {b} | {c} | – |" for a, b, c, d in rows]

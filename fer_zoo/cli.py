@@ -22,7 +22,16 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 from fer_zoo import registry
-from fer_zoo.callbacks import PredictionCSVWriter, RunReport, StepCheckpoint, TestEachEpoch, ThroughputMonitor
+from fer_zoo.callbacks import (
+    DISK_FULL,
+    AtomicCheckpointIO,
+    CheckpointWriteError,
+    PredictionCSVWriter,
+    RunReport,
+    StepCheckpoint,
+    TestEachEpoch,
+    ThroughputMonitor,
+)
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 log = logging.getLogger(__name__)
@@ -195,6 +204,8 @@ class FerZooCLI(LightningCLI):
                     monitor=monitor,
                     mode="max",
                     save_last=True,
+                    # StepCheckpoint writes last.ckpt too: one file, the newest state, never a last-v1.ckpt beside it.
+                    enable_version_counter=False,
                     auto_insert_metric_name=False,
                     filename="best-epoch{epoch:02d}-" + monitor.split("/")[-1] + "{" + monitor + ":.4f}",
                 )
@@ -207,31 +218,37 @@ class FerZooCLI(LightningCLI):
                 callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         if sub == "predict":
             callbacks.append(PredictionCSVWriter(run_dir / "predictions.csv"))
+        if not trainer_config.get("plugins"):
+            extra["plugins"] = [AtomicCheckpointIO()]  # a full disk never leaves a half-written checkpoint
         trainer_config = {**trainer_config, **extra, **kwargs}
         extra_callbacks = [self._get(self.config_init, c) for c in self._parser(sub).callback_keys]
         return self._instantiate_trainer(trainer_config, extra_callbacks + callbacks)
 
 
 def model_from_checkpoint(argv: list[str]) -> list[str]:
-    """For test/validate/predict with ``--ckpt_path`` and no ``--model``/``--config``: add the checkpoint's model class.
+    """Check ``--ckpt_path`` first; for test/validate/predict without ``--model``/``--config``, add its model class.
 
+    Every subcommand (a resumed fit too) gets a one-line error naming a missing, unreadable or
+    unsafe checkpoint before any work; the file is read ``weights_only`` (it cannot run code).
     Lightning then fills in the model's options from the checkpoint's hyper-parameters, so
     ``fer-zoo test --data rafdb --ckpt_path X`` needs no ``--model``.
     """
-    if not argv or argv[0] not in ("test", "validate", "predict"):
+    if not argv or argv[0] not in ("fit", "test", "validate", "predict"):
         return argv
     ckpt = next((a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")), None)
     if "--ckpt_path" in argv and argv.index("--ckpt_path") + 1 < len(argv):
         ckpt = argv[argv.index("--ckpt_path") + 1]
     if ckpt and ckpt not in ("best", "last") and not Path(ckpt).is_file():
         raise SystemExit(f"fer-zoo {argv[0]}: --ckpt_path {ckpt} does not exist")
-    flags = {a.split("=", 1)[0] for a in argv}
-    if flags & {"--model", "--config", "-c"} or not ckpt or not Path(ckpt).is_file():
+    if not ckpt or not Path(ckpt).is_file():
         return argv
     try:
         class_path = read_checkpoint_meta(ckpt)["hyper_parameters"].get("_class_path")
     except ValueError as error:
         raise SystemExit(f"fer-zoo {argv[0]}: --ckpt_path {error}") from None
+    flags = {a.split("=", 1)[0] for a in argv}
+    if argv[0] == "fit" or flags & {"--model", "--config", "-c"}:
+        return argv
     return [*argv, "--model", class_path] if class_path else argv
 
 
@@ -483,9 +500,36 @@ def main(args: ArgsType = None) -> None:
     expanded = expand_aliases(model_from_checkpoint(argv))
     if args is None:  # LightningCLI reads sys.argv itself; hand it the expanded aliases there
         sys.argv = [sys.argv[0], *expanded]
+    try:
+        run_cli(FERTask, FERDataModule, args, expanded, defaults)
+    except OSError as error:
+        raise SystemExit(disk_full_message(error, expanded[0] if expanded else "")) from None
+
+
+def disk_full_message(error: OSError, sub: str) -> str:
+    """One line for a write that failed because the disk is full; other errors are raised again.
+
+    Lightning's error handling writes logs too, so the checkpoint error may be the context of a
+    second disk-full error: the chain is searched for it.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, CheckpointWriteError):
+            return f"fer-zoo {sub}: {seen.strerror}"
+        seen = seen.__cause__ or seen.__context__
+    if error.errno not in DISK_FULL:
+        raise error
+    return (
+        f"fer-zoo {sub}: cannot write {error.filename or 'a run file'} ({error.strerror}); checkpoints are written "
+        "atomically, so those on disk are complete. Free space, then resume with --ckpt_path <run>/checkpoints/last.ckpt"
+    )
+
+
+def run_cli(task: type, datamodule: type, args: ArgsType, expanded: list[str], defaults: str) -> None:
+    """Run LightningCLI with fer-zoo's defaults."""
     FerZooCLI(
-        FERTask,
-        FERDataModule,
+        task,
+        datamodule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=None if args is None else expanded,

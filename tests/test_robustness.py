@@ -52,7 +52,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert steps == sorted(steps) and len(steps) == len(set(steps)) == 12  # each step logged once
     _, ref_val = _steps(tmp_path / "ref")
     assert len(val) == 3 and abs(val[-1] - ref_val[-1]) <= 0.2  # within seed noise on 32 validation images
-    assert not list((killed / "checkpoints").glob("*.tmp"))
+    assert not list((killed / "checkpoints").glob(".*.tmp"))
 
 
 def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -115,3 +115,80 @@ def test_unwritable_run_folder_is_one_line_before_any_work(tmp_path):
     blocker.write_text("a file where the run folder should go")
     with pytest.raises(SystemExit, match="cannot write the run folder .*blocker/run"):
         main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--run_dir", str(blocker / "run")])
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A write that fails part-way (ENOSPC on the 5th checkpoint) is one line; last.ckpt stays the step-4 one."""
+    import errno
+
+    import fer_zoo.callbacks as callbacks
+
+    real_write, calls = callbacks.write_file, []
+
+    def write_until_the_disk_fills(path, data):  # noqa: ANN001, ANN202
+        calls.append(path)
+        if len(calls) == 5:
+            path.write_bytes(bytes(data)[: len(data) // 2])  # half of it reaches the disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(callbacks, "write_file", write_until_the_disk_fills)
+    args = ["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "3",
+            "--checkpoint_every_n_steps", "2", "--trainer.log_every_n_steps", "1", "--run_dir", str(tmp_path)]
+    # Saves: step 2, step 4 (step checkpoints), epoch 0's best + last (step 4), then step 6 fails.
+    with pytest.raises(SystemExit, match=r"cannot write checkpoint .*last.ckpt \(disk full\).*previous last.ckpt "
+                                         r"is kept.*resume with --ckpt_path") as failure:
+        main(args)
+    assert "\n" not in str(failure.value)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch00-acc" + p.name.split("acc")[1]
+                                                             for p in checkpoints.glob("best-*")] + ["last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")
+    assert last["global_step"] == 4  # complete, loadable, and the newest good state
+    monkeypatch.setattr(callbacks, "write_file", real_write)
+    main([*args, "--ckpt_path", str(checkpoints / "last.ckpt")])  # space freed: the same command resumes
+    steps, _ = _steps(tmp_path)
+    assert len(steps) == len(set(steps)) == 12 and json.loads((tmp_path / "fit_report.json").read_text())["epochs"] == 3
+
+
+def test_a_checkpoint_cannot_run_code_when_a_fit_resumes_from_it(tmp_path):
+    import pickle
+
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))  # unpickling it would create the marker file
+
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": {"w": Payload()}}))
+    for sub in (["fit"], ["test", "--model", "baseline"], ["test"]):
+        with pytest.raises(SystemExit, match=r"--ckpt_path .*evil.ckpt: not a readable checkpoint \(UnpicklingError"):
+            main([*sub, "--data", "synthetic", *TINY, "--ckpt_path", str(evil), "--run_dir", str(tmp_path / "run")])
+    assert not marker.exists()
+    # Lightning's own load (a resume that passed the check) is weights_only too: a packaged default.
+    import yaml
+
+    defaults = yaml.safe_load((REPO / "fer_zoo" / "configs" / "trainer" / "default.yaml").read_text())
+    assert defaults["weights_only"] is True
+
+
+def test_disk_full_message_finds_the_checkpoint_error_in_the_chain_and_reraises_others():
+    import errno
+
+    from fer_zoo.callbacks import CheckpointWriteError
+    from fer_zoo.cli import disk_full_message
+
+    first = CheckpointWriteError(errno.ENOSPC, "cannot write checkpoint /r/last.ckpt (disk full): ...")
+    try:
+        try:
+            raise first
+        except OSError:  # Lightning's error handling then fails to write its log too
+            raise OSError(errno.ENOSPC, "No space left on device", "/r/metrics.csv") from None
+    except OSError as second:
+        second.__context__ = first
+        assert disk_full_message(second, "fit") == "fer-zoo fit: cannot write checkpoint /r/last.ckpt (disk full): ..."
+    plain = OSError(errno.ENOSPC, "No space left on device", "/r/metrics.csv")
+    assert disk_full_message(plain, "fit").startswith("fer-zoo fit: cannot write /r/metrics.csv (No space left")
+    with pytest.raises(FileNotFoundError):
+        disk_full_message(FileNotFoundError(errno.ENOENT, "No such file", "/x"), "fit")

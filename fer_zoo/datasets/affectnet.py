@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fer_zoo.datasets.base import FERDataset, Manifest, holdout
+from fer_zoo.datasets.base import FERDataset, Manifest, PathArray, holdout
 from fer_zoo.datasets.errors import DatasetNotFoundError, LabelError
 
 LISTS = Path("Manually_Annotated_file_lists")
@@ -46,6 +48,28 @@ def parse_landmarks(text: Any, path: Path, line: int) -> np.ndarray:
     if values.size != 2 * NUM_LANDMARKS:
         raise LabelError(path, line, f"facial_landmarks has {values.size} numbers, expected {2 * NUM_LANDMARKS}")
     return values.reshape(NUM_LANDMARKS, 2)
+
+
+def parse_landmark_column(texts: pd.Series, lines: np.ndarray, path: Path) -> np.ndarray:
+    """Parse a column of landmark strings into ``(N, 68, 2)`` float32 in one pass.
+
+    The strings are joined and read by numpy's text parser, so no Python object is made per
+    number (AffectNet: 39 M numbers). When the count is off, the rows are parsed one by one
+    by :func:`parse_landmarks` to name the first bad line.
+    """
+    n = len(texts)
+    if texts.isna().any() or n == 0:
+        return np.stack([parse_landmarks(t, path, int(i)) for t, i in zip(texts, lines)]) if n else np.zeros((0, 68, 2))
+    cleaned = texts.str.strip().str.strip(";")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)  # older numpy only warns at a bad number
+            values = np.fromstring(";".join(cleaned), sep=";", dtype=np.float64)
+    except (ValueError, DeprecationWarning):
+        values = None
+    if values is None or values.size != n * 2 * NUM_LANDMARKS or (cleaned.str.count(";") != 2 * NUM_LANDMARKS - 1).any():
+        return np.stack([parse_landmarks(t, path, int(i)) for t, i in zip(texts, lines)])
+    return values.astype(np.float32).reshape(n, NUM_LANDMARKS, 2)
 
 
 class AffectNet(FERDataset):
@@ -91,45 +115,88 @@ class AffectNet(FERDataset):
         self.num_classes, self.val_fraction, self.split_seed = num_classes, val_fraction, split_seed
         super().__init__(root, split, **kwargs)
 
+    def index_sources(self, split: str) -> list[Path]:
+        """The split's CSV: its parsed rows are cached as memory-mapped arrays (287 k rows in full)."""
+        return [self.root / LISTS / CSV_FILES["test" if split == "test" else "train"]]
+
+    def index_params(self, split: str) -> dict[str, Any]:
+        """The protocol and the validation hold-out change the parsed rows."""
+        return {**super().index_params(split), "classes": self.num_classes, "val": self.val_fraction,
+                "seed": self.split_seed}
+
     def load_manifest(self, split: str) -> Manifest:
-        """Parse the split's CSV, drop the rows the protocol excludes, and map landmarks into the crop."""
+        """Parse the split's CSV, drop the rows the protocol excludes, and map landmarks into the crop.
+
+        The CSV is read in chunks of :attr:`chunk_rows` rows: only one chunk's strings (a landmark
+        string is ~700 B) are alive at a time, so the parser's heap does not grow with the file.
+        """
         csv_path = self.root / LISTS / CSV_FILES["test" if split == "test" else "train"]
         for required in (csv_path, self.root / IMAGES):
             if not required.exists():
                 raise DatasetNotFoundError("affectnet", self.root, required, LAYOUT)
-        table = pd.read_csv(csv_path, dtype={"subDirectory_filePath": str, "facial_landmarks": str})
-        missing = [c for c in COLUMNS if c not in table.columns]
-        if missing:
-            raise LabelError(csv_path, 1, f"missing columns {missing}; expected header {','.join(COLUMNS)}")
-        table["line"] = np.arange(len(table)) + 2  # header is line 1
-        expression = pd.to_numeric(table["expression"], errors="coerce")
-        bad = expression.isna() | (expression < 0) | (expression > 10) | (expression != expression.round())
-        if bad.any():
-            row = table[bad].iloc[0]
-            raise LabelError(
-                csv_path, int(row["line"]), f"unknown expression id {row['expression']!r} (expected 0..10)"
-            )
-        summary = {f"dropped_expression_{i}": int((expression == i).sum()) for i in (8, 9, 10)}
-        keep = expression < 8
-        summary["dropped_negative_face_width"] = int((keep & (table["face_width"] < 0)).sum())
-        keep &= table["face_width"] >= 0
+        summary = {f"dropped_expression_{i}": 0 for i in (8, 9, 10)}
+        summary["dropped_negative_face_width"] = 0
         if self.num_classes == 7:
-            summary["dropped_contempt"] = int((keep & (expression == 7)).sum())
-            keep &= expression != 7
-        table, labels = table[keep].reset_index(drop=True), expression[keep].to_numpy(dtype=np.int64)
-
-        boxes = table[["face_x", "face_y", "face_width", "face_height"]].to_numpy(dtype=np.float32)
-        size = np.array(self.cache_size[::-1], dtype=np.float32)  # (w, h)
-        landmarks = (
-            np.stack([parse_landmarks(t, csv_path, int(n)) for t, n in zip(table["facial_landmarks"], table["line"])])
-            if len(table)
-            else np.zeros((0, 68, 2))
+            summary["dropped_contempt"] = 0
+        parts: dict[str, list[np.ndarray]] = {"labels": [], "boxes": [], "landmarks": [], "files": []}
+        chunks = pd.read_csv(
+            csv_path, dtype={"subDirectory_filePath": str, "facial_landmarks": str}, chunksize=self.chunk_rows
         )
-        landmarks = (landmarks - boxes[:, None, :2]) * (size / np.maximum(boxes[:, 2:], 1.0))[:, None, :]
-        files = [self.root / IMAGES / p for p in table["subDirectory_filePath"]]
-        manifest = Manifest(files, labels, landmarks=landmarks.astype(np.float32), boxes=boxes, summary=summary)
+        first_line = 2  # the header is line 1
+        for table in chunks:
+            for name, values in self._parse_chunk(table, first_line, csv_path, summary).items():
+                parts[name].append(values)
+            first_line += len(table)
+        labels, boxes, landmarks, files = (
+            np.concatenate(parts[k]) if parts[k] else empty
+            for k, empty in (
+                ("labels", np.zeros(0, np.int64)),
+                ("boxes", np.zeros((0, 4), np.float32)),
+                ("landmarks", np.zeros((0, NUM_LANDMARKS, 2), np.float32)),
+                ("files", np.zeros(0, "S1")),
+            )
+        )
+        manifest = Manifest(PathArray(files), labels, landmarks=landmarks, boxes=boxes, summary=summary)
         if split != "test":
             in_val = holdout(labels, self.val_fraction, self.split_seed)
             manifest = manifest.select(in_val if split == "val" else ~in_val)
         manifest.summary["samples"] = len(manifest.files)
         return manifest
+
+    #: CSV rows parsed at a time.
+    chunk_rows = 20_000
+
+    def _parse_chunk(self, table: pd.DataFrame, first_line: int, csv_path: Path, summary: dict) -> dict:
+        """Validate and convert one chunk of CSV rows (file lines from ``first_line``); counts drops in ``summary``."""
+        missing = [c for c in COLUMNS if c not in table.columns]
+        if missing:
+            raise LabelError(csv_path, 1, f"missing columns {missing}; expected header {','.join(COLUMNS)}")
+        lines = np.arange(len(table)) + first_line
+        expression = pd.to_numeric(table["expression"], errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.isnan(expression) | (expression < 0) | (expression > 10) | (expression != np.round(expression))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise LabelError(
+                csv_path, int(lines[first]), f"unknown expression id {table['expression'].iloc[first]!r} (expected 0..10)"
+            )
+        for i in (8, 9, 10):
+            summary[f"dropped_expression_{i}"] += int((expression == i).sum())
+        keep = expression < 8
+        width = table["face_width"].to_numpy()
+        summary["dropped_negative_face_width"] += int((keep & (width < 0)).sum())
+        keep &= width >= 0
+        if self.num_classes == 7:
+            summary["dropped_contempt"] += int((keep & (expression == 7)).sum())
+            keep &= expression != 7
+        table, lines = table[keep], lines[keep]
+        boxes = table[["face_x", "face_y", "face_width", "face_height"]].to_numpy(dtype=np.float32)
+        size = np.array(self.cache_size[::-1], dtype=np.float32)  # (w, h)
+        landmarks = parse_landmark_column(table["facial_landmarks"], lines, csv_path)
+        landmarks = (landmarks - boxes[:, None, :2]) * (size / np.maximum(boxes[:, 2:], 1.0))[:, None, :]
+        prefix = os.fsencode(str(self.root / IMAGES)) + b"/"  # one byte string per row, not a Path object
+        return {
+            "labels": expression[keep].astype(np.int64),
+            "boxes": boxes,
+            "landmarks": landmarks.astype(np.float32),
+            "files": np.array([prefix + os.fsencode(p) for p in table["subDirectory_filePath"]], dtype=bytes),
+        }

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_zoo.datasets.cache import PackedImages
+from fer_zoo.datasets.cache import PackedImages, cached_index
 from fer_zoo.labels import class_names, index_map
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ class Manifest:
     def select(self, keep: np.ndarray) -> Manifest:
         """Return the rows in ``keep`` (indices or a boolean mask)."""
         keep = np.flatnonzero(keep) if keep.dtype == bool else keep
+        if len(keep) == len(self.labels) and np.array_equal(keep, np.arange(len(keep))):
+            # Everything, in order: share the arrays (they may be memory-mapped) instead of copying.
+            return Manifest(self.files, self.labels, self.targets, self.landmarks, self.boxes, dict(self.summary))
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return Manifest(
             self.files[keep] if isinstance(self.files, PathArray) else [self.files[i] for i in keep],
@@ -136,7 +139,7 @@ class FERDataset(Dataset):
             raise ValueError(f"{self.name}: split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.transform = Path(root), split, transform
         self.classes = self.class_order()
-        manifest = self.load_manifest(split)
+        manifest = self._load_manifest_cached(split, cache_dir)
         if len(manifest.files) == 0:
             raise ValueError(f"{self.name}: split {split!r} under {self.root} has no samples")
         packed = PackedImages.build(
@@ -159,7 +162,8 @@ class FERDataset(Dataset):
         self.images = packed.array
         self.packed_path: Path | None = packed.path
         self.manifest = manifest.select(keep)
-        self.manifest.files = PathArray(self.manifest.files)  # no Python object per sample from here on
+        if not isinstance(self.manifest.files, PathArray):
+            self.manifest.files = PathArray(self.manifest.files)  # no Python object per sample from here on
         self.summary = self.manifest.summary
 
     def use_landmarks(self, source: str = "dataset", layout: int = 68) -> None:
@@ -200,7 +204,7 @@ class FERDataset(Dataset):
             self.summary["landmarks_found"] = f"{self.landmark_found.mean():.1%}"
             return
         if self.manifest.landmarks is not None:
-            self.manifest.landmarks = convert(self.manifest.landmarks, layout).astype(np.float32)
+            self.manifest.landmarks = convert(self.manifest.landmarks, layout).astype(np.float32, copy=False)
 
     def subsample(self, fraction: float, seed: int = 0) -> None:
         """Keep a stratified, seeded ``fraction`` of every class (budget-limited studies).
@@ -277,6 +281,36 @@ class FERDataset(Dataset):
         """Parse the official index files of ``split``."""
         raise NotImplementedError
 
+    def index_sources(self, split: str) -> list[Path]:
+        """Index files :meth:`load_manifest` parses, for datasets whose parsed index is worth caching.
+
+        A subclass returning files here gets its manifest cached as memory-mapped arrays
+        (:func:`~fer_zoo.datasets.cache.cached_index`), keyed by these files and
+        :meth:`index_params`; the default (empty) parses every time.
+        """
+        return []
+
+    def index_params(self, split: str) -> dict[str, Any]:
+        """Every option that changes what :meth:`load_manifest` returns for ``split``."""
+        return {"dataset": self.name, "split": split, "root": str(self.root.resolve()), "size": self.cache_size}
+
+    def _load_manifest_cached(self, split: str, cache_dir: str | Path | None) -> Manifest:
+        sources = self.index_sources(split)
+        if not sources:
+            return self.load_manifest(split)
+
+        def parse() -> tuple[dict[str, Any], dict]:
+            manifest = self.load_manifest(split)
+            files = manifest.files if isinstance(manifest.files, PathArray) else PathArray(manifest.files)
+            arrays = {k: getattr(manifest, k) for k in ("labels", "targets", "landmarks", "boxes")}
+            return {"files": files.data, **arrays}, manifest.summary
+
+        arrays, summary = cached_index(
+            sources, self.index_params(split), parse, cache_dir=cache_dir, name=f"{self.name}-{split}-index"
+        )
+        files = arrays.pop("files")
+        return Manifest(PathArray(files), **arrays, summary=dict(summary))
+
     @property
     def labels(self) -> np.ndarray:
         """Hard label ids, in the dataset's class order."""
@@ -299,10 +333,11 @@ class FERDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return the sample dict of ``index``, transformed."""
         sample: dict[str, Any] = {"image": self.image(index), "label": int(self.manifest.labels[index]), "index": index}
+        # Copies: the arrays may be read-only memory maps, and transforms may write in place.
         if self.manifest.targets is not None:
-            sample["target"] = self.manifest.targets[index]
+            sample["target"] = np.array(self.manifest.targets[index])
         if self.manifest.landmarks is not None:
-            sample["landmarks"] = self.manifest.landmarks[index]
+            sample["landmarks"] = np.array(self.manifest.landmarks[index])
             found = getattr(self, "landmark_found", None)
             sample["landmark_found"] = bool(found[index]) if found is not None else True
         if self.transform is not None:

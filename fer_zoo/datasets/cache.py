@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,7 @@ def decode_image(
 
 
 def _cache_key(files: Sequence[Path], params: dict) -> str:
+    # Iterates ``files`` lazily (a PathArray yields one Path at a time): no list of Path objects per sample.
     digest = hashlib.sha1(json.dumps({"v": CACHE_VERSION, **params}, sort_keys=True).encode())
     for file in files:
         try:
@@ -121,7 +123,6 @@ class PackedImages:
         Raises:
             CorruptImageError: naming the first unreadable file, unless ``skip_bad``.
         """
-        files = [Path(f) for f in files]
         params = {
             "size": list(size),
             "channels": channels,
@@ -216,3 +217,78 @@ def _file_sha1(path: Path, block: int = 1 << 24) -> str:
         while chunk := handle.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: per-sample arrays a parsed index may hold (see :func:`cached_index`).
+INDEX_ARRAYS = ("files", "labels", "targets", "landmarks", "boxes")
+
+
+def cached_index(
+    sources: Sequence[Path],
+    params: dict,
+    parse,  # noqa: ANN001 (a callable returning (arrays, summary))
+    cache_dir: str | Path | None = None,
+    name: str = "index",
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Parse a dataset index once and memory-map its per-sample arrays afterwards.
+
+    Large indexes (AffectNet: 287 k CSV rows with 136 landmark numbers each) cost time to
+    parse and, held as private arrays, memory that grows with the dataset in the main process
+    and, counted per process, in every loader worker. The parsed arrays are written as ``.npy``
+    files in a folder named by a key of the index files (path, size, mtime) and ``params``;
+    later opens memory-map them read-only, so their pages are shared file cache.
+
+    Args:
+        sources: the index files parsed (a change to any of them builds a new folder).
+        params: every parsing option that changes the result (split, protocol, hold-out seed...).
+        parse: returns ``(arrays, summary)``: arrays named as in :data:`INDEX_ARRAYS` (None
+            for absent ones; ``files`` a fixed-width byte-string array), and a JSON-able summary.
+        cache_dir: where caches live (default :func:`default_cache_dir`).
+        name: a readable prefix of the folder name.
+
+    Returns:
+        ``(arrays, summary)`` with the arrays memory-mapped read-only.
+    """
+    directory = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{name}-{_cache_key(sources, params)}"
+    if directory.is_dir():
+        try:
+            return _open_index(directory)
+        except (OSError, ValueError, KeyError) as error:
+            log.warning("%s: index cache is unreadable (%s); parsing the index again", directory, error)
+            shutil.rmtree(directory, ignore_errors=True)
+    arrays, summary = parse()
+    tmp = directory.with_name(f"{directory.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        present = {}
+        for key in INDEX_ARRAYS:
+            if arrays.get(key) is not None:
+                np.save(tmp / f"{key}.npy", np.ascontiguousarray(arrays[key]), allow_pickle=False)
+                present[key] = list(np.shape(arrays[key]))
+        (tmp / "index.json").write_text(json.dumps({"arrays": present, "summary": summary}, indent=1, default=_plain))
+        try:
+            os.replace(tmp, directory)
+        except OSError:  # another process finished the same folder first: use theirs
+            if not directory.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _open_index(directory)
+
+
+def _open_index(directory: Path) -> tuple[dict[str, np.ndarray], dict]:
+    meta = json.loads((directory / "index.json").read_text())
+    arrays: dict[str, np.ndarray] = {key: None for key in INDEX_ARRAYS}
+    for key, shape in meta["arrays"].items():
+        # numpy cannot memory-map zero bytes: an empty array is read as it is.
+        mode = "r" if int(np.prod(shape)) else None
+        array = np.load(directory / f"{key}.npy", mmap_mode=mode, allow_pickle=False)
+        if list(array.shape) != shape:
+            raise ValueError(f"{key}.npy has shape {list(array.shape)}, the index says {shape}")
+        arrays[key] = array
+    return arrays, meta["summary"]
+
+
+def _plain(value):  # noqa: ANN001, ANN202 (json.dumps hook: numpy scalars in a summary)
+    return value.item() if hasattr(value, "item") else str(value)
