@@ -143,10 +143,12 @@ def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
     has a ResNet one. Model overrides that are not recipe keys (a method's width, its CLIP) are
     left out.
     """
+    from fer_zoo.models.components.backbones import BACKBONES
+
     config = experiment_config(dataset, method)
     method_model = _model_settings(dataset, method, overrides)
     init_args = {k: method_model[k] for k in RECIPE_KEYS if k in method_model}
-    if str(method_model.get("backbone", "")).startswith("resnet"):
+    if method_model.get("backbone") in BACKBONES:  # the baseline can build it (ResNets, the imported face networks)
         init_args["backbone"] = method_model["backbone"]
         if method_model.get("weights"):
             init_args["weights"] = method_model["weights"]
@@ -161,18 +163,45 @@ def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
     return out
 
 
-def recipe_is_baselines(dataset: str, method: str, overrides: list[str]) -> bool:
-    """Whether ``method``'s recipe is exactly the baseline's (then its ablation row is the baseline row)."""
+#: Data options that only feed a method's extra inputs; they do not change the recipe a baseline row shares.
+METHOD_INPUT_DATA = (*METHOD_ONLY_DATA, "landmarks", "landmark_layout")
+
+
+def recipe_is_baselines(dataset: str, method: str, overrides: list[str], baseline: str = "baseline") -> bool:
+    """Whether ``method``'s recipe, backbone and init are exactly those of the row ``baseline``.
+
+    Then that row is the method's ablation row (the same network start, optimiser, schedule, data and
+    budget, without the method), e.g. ``baseline-faceres`` for ``e2n-faceres``.
+    """
     recipe = recipe_config(dataset, method, overrides)
-    baseline = _model_settings(dataset, "baseline", overrides)
-    ours = {k: baseline.get(k) for k in recipe["model"]["init_args"]}
-    ours.setdefault("backbone", baseline.get("backbone"))
+    settings = _model_settings(dataset, baseline, overrides)
+    ours = {k: settings.get(k) for k in recipe["model"]["init_args"]}
+    ours.setdefault("backbone", settings.get("backbone"))
     theirs = {**recipe["model"]["init_args"]}
-    theirs.setdefault("backbone", baseline.get("backbone"))
-    if ours != theirs or bool(baseline.get("weights")) != bool(theirs.get("weights")):
+    theirs.setdefault("backbone", settings.get("backbone"))
+    if ours != theirs or settings.get("weights") != theirs.get("weights"):
         return False
-    config = experiment_config(dataset, "baseline")
-    return all(recipe.get(k) == config.get(k) for k in ("trainer", "data"))
+    config = experiment_config(dataset, baseline)
+
+    def data(section: dict | None) -> dict:
+        init = dict((section or {}).get("init_args") or {})
+        return {k: v for k, v in init.items() if k not in METHOD_INPUT_DATA}
+
+    return recipe.get("trainer") == config.get("trainer") and data(recipe.get("data")) == data(config.get("data"))
+
+
+def ablation_pair(dataset: str, model: str, models: list[str], overrides: list[str]) -> str | None:
+    """The row a method row is compared with: its ``baseline-<model>-recipe`` row, or else a plain baseline row of
+    the table trained with exactly its recipe, backbone and init (None for non-method rows or when none is)."""
+    if f"baseline-{model}-recipe" in models:
+        return f"baseline-{model}-recipe"
+    if model.split("-")[0] not in METHODS or not experiment_file(dataset, model).is_file():
+        return None
+    for other in models:
+        if other.startswith("baseline") and recipe_method(other) is None and experiment_file(dataset, other).is_file():
+            if recipe_is_baselines(dataset, model, overrides, baseline=other):
+                return other
+    return None
 
 
 def base_args(dataset: str, model: str, data_root: str | None, args: argparse.Namespace | None = None) -> list[str]:
@@ -510,8 +539,12 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         fmt = lambda c: f"{100 * group[c].mean():.2f} ± {100 * group[c].std(ddof=0):.2f}"  # noqa: E731
         rate = group["train_img_per_s"].mean()
         speed = "no training" if pd.isna(rate) else f"{rate:.0f}"
-        pair = f"baseline-{model}-recipe"
-        delta = f"{100 * (mean_acc[model] - mean_acc[pair]):+.2f}" if pair in mean_acc else ""
+        pair = ablation_pair(dataset, model, list(mean_acc.index), args.override)
+        delta = ""
+        if pair is not None:
+            delta = f"{100 * (mean_acc[model] - mean_acc[pair]):+.2f}"
+            if pair != f"baseline-{model}-recipe":
+                delta += f" (vs {pair})"
         best_test = group.get("best_test_epoch_acc")
         best_test = "" if best_test is None or best_test.isna().all() else fmt("best_test_epoch_acc")
         lines.append(
@@ -528,7 +561,8 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         "",
         "`baseline-<method>-recipe`: the plain baseline (same backbone and init) trained with that method's "
         "recipe (optimiser, schedule, sampler, label noise, input size, epochs; SAM is not carried over), so "
-        "*OA − recipe baseline* is what the method adds over its recipe. † Best test accuracy over epochs, the "
+        "*OA − recipe baseline* is what the method adds over its recipe; *(vs X)* marks a plain baseline row X of "
+        "this table that already has exactly the method's recipe, backbone and init. † Best test accuracy over epochs, the "
         "figure many papers report; never used for selection here (OA is the validation-selected checkpoint).",
         "‡ What the method's paper reports on this dataset at this label-noise rate (`benchmarks/data/papers.yaml`); "
         "its protocol differs from this table's (pretrained backbone, input size, epochs, best-test-epoch selection):",

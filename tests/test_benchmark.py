@@ -294,3 +294,20 @@ def test_wandb_benchmark_run_and_report_offline(tmp_path, monkeypatch):
     assert [b.metrics for b in bars] == [["test/acc"], ["test/mca"], ["test/f1_macro"]]
     assert grids[0].runsets[0].groupby == ["group"] and "JobType = 'test'" in grids[0].runsets[0].filters
     assert any(isinstance(p, wr.LinePlot) and p.y == ["val/acc"] for p in grids[1].panels)
+
+
+def test_a_method_row_is_paired_with_the_baseline_row_of_its_exact_recipe_and_init():
+    from benchmarks.run import ablation_pair
+
+    face = ["baseline-faceres", "baseline-faceres-scratch", "baseline-mobileface", "e2n-faceres", "lanet-faceres"]
+    # Same backbone, weights, optimiser, schedule, data and budget: the FaceRes baseline (LA-Net's landmark inputs
+    # are not part of the recipe); the scratch row differs only in its init, so it is never the pair.
+    assert ablation_pair("ferplus", "e2n-faceres", face, []) == "baseline-faceres"
+    assert ablation_pair("ferplus", "lanet-faceres", face, []) == "baseline-faceres"
+    assert ablation_pair("ferplus", "e2n-faceres", face[1:], []) is None
+    # A different optimiser (LA-Net's Adam recipe) has no plain pair; its generated recipe row is used when present.
+    assert ablation_pair("ferplus", "lanet", ["baseline", "lanet"], []) is None
+    assert ablation_pair("ferplus", "lanet", ["baseline", "lanet", "baseline-lanet-recipe"], []) == "baseline-lanet-recipe"
+    # An override scoped to the method's row breaks the match.
+    assert ablation_pair("ferplus", "e2n-faceres", face, ["e2n-faceres:model.lr=0.01"]) is None
+    assert ablation_pair("ferplus", "baseline-faceres", face, []) is None
