@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     code, line = run([sys.executable, "-m", "fer_zoo", "test", "--model", "baseline", "--data", "synthetic", *TINY,
                       "--ckpt_path", str(work / "nope.ckpt")])
     rows.append(("`--ckpt_path` that does not exist", f"exit {code}: `{line}`", "nothing", "–"))
+    code, line = run([sys.executable, "-m", "fer_zoo", "test", "--model", "e2n", "--data", "synthetic", *TINY,
+                      "--ckpt_path", str(killed / "checkpoints" / "last.ckpt"), "--run_dir", str(work / "other")])
+    rows.append(("checkpoint of another model (`--model e2n` with a baseline checkpoint; Lightning's CLI would "
+                 "silently build the checkpoint's model)", f"exit {code}: `{line}`", "nothing",
+                 "test_a_checkpoint_of_another_model_is_one_line_not_a_silent_swap"))
 
     # 5. checkpoint of a 7-class model tested on 8-class FERPlus-layout data: cross-dataset evaluation
     rows.append(("checkpoint with another class count (7-class synthetic model on 8-class FERPlus)",
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
     lines = ["# Robustness: faults tried for real", "", "```", f"python -m benchmarks.robustness "
              f"{' '.join(sys.argv[1:] if argv is None else argv)}", "```", "",
-             "Rows 1-6 and 8-10 were run by this script on the tiny synthetic set (each the real `fer-zoo` command in "
+             "Rows 1-7 and 9-11 were run by this script on the tiny synthetic set (each the real `fer-zoo` command in "
              "its own process); the other rows are covered by the named tests.", "",
              "| fault | what the user sees | what is lost | test |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | `{d}` |" if d != "–" else f"| {a} | {b} | {c} | – |" for a, b, c, d in rows]

@@ -246,10 +246,49 @@ def model_from_checkpoint(argv: list[str]) -> list[str]:
         class_path = read_checkpoint_meta(ckpt)["hyper_parameters"].get("_class_path")
     except ValueError as error:
         raise SystemExit(f"fer-zoo {argv[0]}: --ckpt_path {error}") from None
+    requested = requested_model_class(argv)
+    if class_path and requested and requested.split(".")[-1] != class_path.split(".")[-1]:
+        # Lightning's CLI would silently build the checkpoint's model instead of the one asked for.
+        raise SystemExit(
+            f"fer-zoo {argv[0]}: --ckpt_path {ckpt} holds a {class_path.split('.')[-1]} checkpoint, but the model asked "
+            f"for is {requested.split('.')[-1]}; pass a checkpoint of that model, or leave out --model/--config to use "
+            "the checkpoint's own"
+        )
     flags = {a.split("=", 1)[0] for a in argv}
     if argv[0] == "fit" or flags & {"--model", "--config", "-c"}:
         return argv
     return [*argv, "--model", class_path] if class_path else argv
+
+
+def requested_model_class(argv: list[str]) -> str | None:
+    """The model class the command line asks for: the last ``--model`` (alias, YAML or class) or ``--config`` that
+    names one, left to right as the CLI composes them; None when none does."""
+    import yaml
+
+    def from_yaml(path: Path, nested: bool) -> str | None:
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        section = config.get("model") if nested else config
+        return section.get("class_path") if isinstance(section, dict) else None
+
+    found = None
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+        if flag == "--model" and value:
+            packaged = registry.config_path("model", value)
+            if packaged is not None:
+                found = from_yaml(packaged, nested=False)
+            elif value.endswith((".yaml", ".yml")):
+                found = from_yaml(Path(value), nested=False)
+            else:
+                found = value
+        elif flag in ("--config", "-c") and value:  # left to right, as the CLI composes them
+            found = from_yaml(Path(value), nested=True) or found
+    return found
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:

@@ -192,3 +192,17 @@ def test_disk_full_message_finds_the_checkpoint_error_in_the_chain_and_reraises_
     assert disk_full_message(plain, "fit").startswith("fer-zoo fit: cannot write /r/metrics.csv (No space left")
     with pytest.raises(FileNotFoundError):
         disk_full_message(FileNotFoundError(errno.ENOENT, "No such file", "/x"), "fit")
+
+
+def test_a_checkpoint_of_another_model_is_one_line_not_a_silent_swap(tmp_path):
+    """Lightning's CLI builds the checkpoint's model whatever --model says; the zoo refuses the mismatch instead."""
+    main(["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "1",
+          "--run_dir", str(tmp_path / "fit")])
+    ckpt = str(tmp_path / "fit" / "checkpoints" / "last.ckpt")
+    for sub in ("test", "fit"):
+        with pytest.raises(SystemExit, match=r"last.ckpt holds a Baseline checkpoint, but the model asked for is E2N"):
+            main([sub, "--model", "e2n", "--data", "synthetic", *TINY, "--ckpt_path", ckpt,
+                  "--run_dir", str(tmp_path / sub)])
+    assert not (tmp_path / "test").exists()
+    main(["test", "--data", "synthetic", *TINY, "--ckpt_path", ckpt, "--run_dir", str(tmp_path / "own")])
+    assert json.loads((tmp_path / "own" / "test_report.json").read_text())["model"] == "baseline"
