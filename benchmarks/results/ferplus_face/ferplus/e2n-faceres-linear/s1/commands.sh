@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/e2n-faceres-linear.yaml --data.root ../shared/data/ferplus --seed_everything 1 --run_dir runs/bench-face/ferplus/e2n-faceres-linear/s1/fit
+python -m fer_zoo test --config experiments/ferplus/e2n-faceres-linear.yaml --data.root ../shared/data/ferplus --ckpt_path runs/bench-face/ferplus/e2n-faceres-linear/s1/fit/checkpoints/best-epoch02-acc0.7452.ckpt --run_dir runs/bench-face/ferplus/e2n-faceres-linear/s1/test --trainer.devices 1 --trainer.strategy auto
