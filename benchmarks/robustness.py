@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--data.num_train", "64", "--data.num_val", "32", "--data.num_test", "32", "--data.image_size", "32",
         "--data.synth_size", "32", "--data.batch_size", "16", "--data.num_workers", "0", "--trainer.accelerator",
         "cpu", "--wandb", "disabled"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # every command on one thread, as the tests run them
 FIT = [sys.executable, "-m", "fer_zoo", "fit", "--model", "baseline", "--data", "synthetic", *TINY,
        "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "1", "--checkpoint_every_n_steps", "2"]
 
 
 def run(cmd: list[str], **kw) -> tuple[int, str]:
     """Exit status and the last meaningful output line of ``cmd``."""
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV,
                           **kw)
     text = done.stderr + done.stdout
     return done.returncode, last_line(text) + (" [PWNED printed: code ran]" if "PWNED" in text else "")
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     killed = work / "killed"
     proc = subprocess.Popen([*FIT, "--trainer.callbacks+=tests.helpers.SlowSteps", "--run_dir", str(killed)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env=ENV)
     last, step = killed / "checkpoints" / "last.ckpt", -1
     while step < 6:
         time.sleep(0.1)
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     inner = (f"mount -t tmpfs -o size=300m tmpfs {full} || exit 99; cd {ROOT}; "
              f"{shlex.join([*FIT, '--run_dir', str(full / 'run')])} > {work / 'full.log'} 2>&1; "
              f"echo $? > {work / 'full.rc'}; cp -a {full / 'run'} {work / 'full-run'}")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", inner], env={**os.environ, "OMP_NUM_THREADS": "1"},
+    done = subprocess.run(["unshare", "-m", "sh", "-c", inner], env=ENV,
                           capture_output=True, text=True)
     if done.returncode == 0 and (work / "full.rc").exists():
         code, line = int((work / "full.rc").read_text()), last_line((work / "full.log").read_text())

@@ -247,12 +247,12 @@ def model_from_checkpoint(argv: list[str]) -> list[str]:
     except ValueError as error:
         raise SystemExit(f"fer-zoo {argv[0]}: --ckpt_path {error}") from None
     requested = requested_model_class(argv)
-    if class_path and requested and requested.split(".")[-1] != class_path.split(".")[-1]:
+    saved_name, asked_name = (c.split(".")[-1] if c else None for c in (class_path, requested))
+    if saved_name and asked_name and saved_name != asked_name:
         # Lightning's CLI would silently build the checkpoint's model instead of the one asked for.
         raise SystemExit(
-            f"fer-zoo {argv[0]}: --ckpt_path {ckpt} holds a {class_path.split('.')[-1]} checkpoint, but the model asked "
-            f"for is {requested.split('.')[-1]}; pass a checkpoint of that model, or leave out --model/--config to use "
-            "the checkpoint's own"
+            f"fer-zoo {argv[0]}: --ckpt_path {ckpt} holds a {saved_name} checkpoint, but the model asked for is "
+            f"{asked_name}; pass a checkpoint of that model, or leave out --model/--config to use the checkpoint's own"
         )
     flags = {a.split("=", 1)[0] for a in argv}
     if argv[0] == "fit" or flags & {"--model", "--config", "-c"}:

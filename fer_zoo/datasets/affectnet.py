@@ -58,17 +58,23 @@ def parse_landmark_column(texts: pd.Series, lines: np.ndarray, path: Path) -> np
     by :func:`parse_landmarks` to name the first bad line.
     """
     n = len(texts)
-    if texts.isna().any() or n == 0:
-        return np.stack([parse_landmarks(t, path, int(i)) for t, i in zip(texts, lines)]) if n else np.zeros((0, 68, 2))
-    cleaned = texts.str.strip().str.strip(";")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", DeprecationWarning)  # older numpy only warns at a bad number
-            values = np.fromstring(";".join(cleaned), sep=";", dtype=np.float64)
-    except (ValueError, DeprecationWarning):
-        values = None
-    if values is None or values.size != n * 2 * NUM_LANDMARKS or (cleaned.str.count(";") != 2 * NUM_LANDMARKS - 1).any():
-        return np.stack([parse_landmarks(t, path, int(i)) for t, i in zip(texts, lines)])
+    if n == 0:
+        return np.zeros((0, NUM_LANDMARKS, 2), np.float32)
+    values = None
+    if not texts.isna().any():
+        cleaned = texts.str.strip().str.strip(";")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DeprecationWarning)  # older numpy only warns at a bad number
+                values = np.fromstring(";".join(cleaned), sep=";", dtype=np.float64)
+        except (ValueError, DeprecationWarning):
+            values = None
+        if values is not None and (
+            values.size != n * 2 * NUM_LANDMARKS or (cleaned.str.count(";") != 2 * NUM_LANDMARKS - 1).any()
+        ):
+            values = None
+    if values is None:  # something is off: the row parser names the first bad line
+        return np.stack([parse_landmarks(t, path, int(i)) for t, i in zip(texts, lines)]).astype(np.float32)
     return values.astype(np.float32).reshape(n, NUM_LANDMARKS, 2)
 
 
@@ -115,9 +121,13 @@ class AffectNet(FERDataset):
         self.num_classes, self.val_fraction, self.split_seed = num_classes, val_fraction, split_seed
         super().__init__(root, split, **kwargs)
 
+    def csv_path(self, split: str) -> Path:
+        """The CSV a split reads: ``validation.csv`` for test, ``training.csv`` for train and val."""
+        return self.root / LISTS / CSV_FILES["test" if split == "test" else "train"]
+
     def index_sources(self, split: str) -> list[Path]:
         """The split's CSV: its parsed rows are cached as memory-mapped arrays (287 k rows in full)."""
-        return [self.root / LISTS / CSV_FILES["test" if split == "test" else "train"]]
+        return [self.csv_path(split)]
 
     def index_params(self, split: str) -> dict[str, Any]:
         """The protocol and the validation hold-out change the parsed rows."""
@@ -130,7 +140,7 @@ class AffectNet(FERDataset):
         The CSV is read in chunks of :attr:`chunk_rows` rows: only one chunk's strings (a landmark
         string is ~700 B) are alive at a time, so the parser's heap does not grow with the file.
         """
-        csv_path = self.root / LISTS / CSV_FILES["test" if split == "test" else "train"]
+        csv_path = self.csv_path(split)
         for required in (csv_path, self.root / IMAGES):
             if not required.exists():
                 raise DatasetNotFoundError("affectnet", self.root, required, LAYOUT)

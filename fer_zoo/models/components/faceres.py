@@ -16,7 +16,6 @@ stride 2) is reproduced exactly, for any input size.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
