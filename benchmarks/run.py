@@ -43,7 +43,7 @@ from fer_zoo import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("test/acc", "test/mca", "test/f1_macro")
-LANDMARK_NET_MODELS = ("lacovl",)  # models with a frozen landmark extractor that must be pretrained
+LANDMARK_NET_CLASSES = ("LaCoVL",)  # model classes with a frozen landmark extractor that must be pretrained
 SAME_IMAGES = ("num_train", "num_val", "num_test", "synth_size", "seed", "label_mode")  # data options naming images
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -270,6 +270,18 @@ def experiment_settings(dataset: str, model: str, overrides: list[str]) -> dict[
     return settings
 
 
+def needs_landmark_net(dataset: str, model: str) -> bool:
+    """Whether ``model``'s class has a frozen landmark extractor: the class its experiment config names (so
+    ``lacovl-faceres`` counts), else the class of the packaged alias ``model``."""
+    import yaml
+
+    class_path = (experiment_config(dataset, model).get("model") or {}).get("class_path")
+    if class_path is None:
+        packaged = registry.config_path("model", model)
+        class_path = (yaml.safe_load(packaged.read_text()) or {}).get("class_path", "") if packaged else ""
+    return class_path.rpartition(".")[2] in LANDMARK_NET_CLASSES
+
+
 def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Namespace) -> list[list[str]]:
     """Pretrain the frozen landmark extractor a model needs, unless weights are named.
 
@@ -277,7 +289,7 @@ def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Nam
         The commands that made the weights (empty when none were needed); the fit and test
         arguments that use them are appended to ``common``.
     """
-    if model not in LANDMARK_NET_MODELS:
+    if not needs_landmark_net(dataset, model):
         return []
     settings = experiment_settings(dataset, model, args.override)
     if settings.get("model.landmark_weights"):

@@ -311,3 +311,14 @@ def test_a_method_row_is_paired_with_the_baseline_row_of_its_exact_recipe_and_in
     # An override scoped to the method's row breaks the match.
     assert ablation_pair("ferplus", "e2n-faceres", face, ["e2n-faceres:model.lr=0.01"]) is None
     assert ablation_pair("ferplus", "baseline-faceres", face, []) is None
+
+
+def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
+    from benchmarks.run import needs_landmark_net
+
+    # Decided by the model class, not the row's name: a renamed LaCoVL row must not train on a random extractor.
+    assert needs_landmark_net("ferplus", "lacovl-faceres")
+    assert needs_landmark_net("ferplus", "lacovl") and needs_landmark_net("synthetic", "lacovl")
+    assert not needs_landmark_net("ferplus", "baseline-faceres")
+    assert not needs_landmark_net("ferplus", "baseline-lacovl-recipe")
+    assert not needs_landmark_net("synthetic", "mpa")
