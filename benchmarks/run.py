@@ -139,17 +139,18 @@ def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:
     The method's experiment config (or packaged defaults) gives the trainer section, the data
     section (less ``METHOD_ONLY_DATA``) and the recipe keys of its model section (FERTask's
     defaults where neither sets one); the model is the baseline's (its packaged defaults for
-    everything else, e.g. ResNet-18, no dropout), with the method's backbone and weights when it
-    has a ResNet one. Model overrides that are not recipe keys (a method's width, its CLIP) are
-    left out.
+    everything else, e.g. ResNet-18, no dropout), with the method's backbone (LaCoVL: its image
+    pyramid) and weights when the baseline can build it. Model overrides that are not recipe keys (a
+    method's width, its CLIP) are left out.
     """
     from fer_zoo.models.components.backbones import BACKBONES
 
     config = experiment_config(dataset, method)
     method_model = _model_settings(dataset, method, overrides)
     init_args = {k: method_model[k] for k in RECIPE_KEYS if k in method_model}
-    if method_model.get("backbone") in BACKBONES:  # the baseline can build it (ResNets, the imported face networks)
-        init_args["backbone"] = method_model["backbone"]
+    backbone = method_model.get("backbone", method_model.get("pyramid"))  # LaCoVL's trainable network is its pyramid
+    if backbone in BACKBONES:  # the baseline can build it (ResNets, the imported face networks)
+        init_args["backbone"] = backbone
         if method_model.get("weights"):
             init_args["weights"] = method_model["weights"]
     out: dict = {"model": {"class_path": "fer_zoo.models.Baseline", "init_args": init_args}}

@@ -311,6 +311,10 @@ def test_a_method_row_is_paired_with_the_baseline_row_of_its_exact_recipe_and_in
     # An override scoped to the method's row breaks the match.
     assert ablation_pair("ferplus", "e2n-faceres", face, ["e2n-faceres:model.lr=0.01"]) is None
     assert ablation_pair("ferplus", "baseline-faceres", face, []) is None
+    # LaCoVL's trainable network is its image pyramid: on FaceRes with the face recipe, the FaceRes baseline is its pair
+    # (positive pairs and the landmark net are the method's inputs, not its recipe).
+    assert ablation_pair("ferplus", "lacovl-faceres", ["baseline-faceres", "lacovl-faceres"], []) == "baseline-faceres"
+    assert ablation_pair("ferplus", "lacovl", ["baseline-faceres", "baseline", "lacovl"], []) is None
 
 
 def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
