@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/baseline-faceres.yaml --data.root ../shared/data/ferplus --data.train_fraction 0.2 --checkpoint_every_n_steps 100 --seed_everything 0 --run_dir runs/bench-face-f20/ferplus/baseline-faceres/s0/fit
+python -m fer_zoo test --config experiments/ferplus/baseline-faceres.yaml --data.root ../shared/data/ferplus --data.train_fraction 0.2 --checkpoint_every_n_steps 100 --ckpt_path runs/bench-face-f20/ferplus/baseline-faceres/s0/fit/checkpoints/best-epoch02-acc0.5714.ckpt --run_dir runs/bench-face-f20/ferplus/baseline-faceres/s0/test --trainer.devices 1 --trainer.strategy auto

@@ -1,0 +1,2 @@
+# run from the repository root
+python -m fer_zoo pretrain-landmarks --data ferplus --epochs 2 --out runs/bench-face-f20/ferplus/landmark_net --image_size 64 --data.root ../shared/data/ferplus --num_workers 1 --data_options label_mode=majority
