@@ -272,14 +272,11 @@ def experiment_settings(dataset: str, model: str, overrides: list[str]) -> dict[
 
 
 def needs_landmark_net(dataset: str, model: str) -> bool:
-    """Whether ``model``'s class has a frozen landmark extractor: the class its experiment config names (so
-    ``lacovl-faceres`` counts), else the class of the packaged alias ``model``."""
-    import yaml
+    """Whether the model class the row's fit would build (so ``lacovl-faceres`` counts, whatever its name) has a
+    frozen landmark extractor; the class is resolved from the row's CLI arguments as ``fer-zoo`` resolves it."""
+    from fer_zoo.cli import requested_model_class
 
-    class_path = (experiment_config(dataset, model).get("model") or {}).get("class_path")
-    if class_path is None:
-        packaged = registry.config_path("model", model)
-        class_path = (yaml.safe_load(packaged.read_text()) or {}).get("class_path", "") if packaged else ""
+    class_path = requested_model_class(base_args(dataset, model, None)) or ""
     return class_path.rpartition(".")[2] in LANDMARK_NET_CLASSES
 
 
