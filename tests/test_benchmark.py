@@ -299,9 +299,11 @@ def test_wandb_benchmark_run_and_report_offline(tmp_path, monkeypatch):
 def test_a_method_row_is_paired_with_the_baseline_row_of_its_exact_recipe_and_init():
     from benchmarks.run import ablation_pair
 
-    face = ["baseline-faceres", "baseline-faceres-scratch", "baseline-mobileface", "e2n-faceres", "lanet-faceres"]
+    face = ["baseline-faceres", "baseline-faceres-scratch", "baseline-faceres-deep", "baseline-mobileface", "e2n-faceres",
+            "lanet-faceres"]
     # Same backbone, weights, optimiser, schedule, data and budget: the FaceRes baseline (LA-Net's landmark inputs
-    # are not part of the recipe); the scratch row differs only in its init, so it is never the pair.
+    # are not part of the recipe); the scratch and second-checkpoint rows differ only in their init, so neither is
+    # ever the pair.
     assert ablation_pair("ferplus", "e2n-faceres", face, []) == "baseline-faceres"
     assert ablation_pair("ferplus", "lanet-faceres", face, []) == "baseline-faceres"
     assert ablation_pair("ferplus", "e2n-faceres", face[1:], []) is None

@@ -1,3 +1,3 @@
 # run from the repository root
-python -m fer_zoo fit --config experiments/synthetic/clip-linear.yaml --seed_everything 0 --run_dir runs/bench/synthetic/clip-linear/s0/fit
-python -m fer_zoo test --config experiments/synthetic/clip-linear.yaml --ckpt_path runs/bench/synthetic/clip-linear/s0/fit/checkpoints/best-epoch04-acc0.1400.ckpt --run_dir runs/bench/synthetic/clip-linear/s0/test --trainer.devices 1 --trainer.strategy auto
+python -m fer_zoo fit --config experiments/synthetic/clip-linear.yaml --checkpoint_every_n_steps 100 --seed_everything 0 --run_dir runs/bench-synth-v2/synthetic/clip-linear/s0/fit --test_each_epoch true --ckpt_path runs/bench-synth-v2/synthetic/clip-linear/s0/fit/checkpoints/last.ckpt
+python -m fer_zoo test --config experiments/synthetic/clip-linear.yaml --checkpoint_every_n_steps 100 --ckpt_path runs/bench-synth-v2/synthetic/clip-linear/s0/fit/checkpoints/best-epoch02-acc0.1367.ckpt --run_dir runs/bench-synth-v2/synthetic/clip-linear/s0/test --trainer.devices 1 --trainer.strategy auto

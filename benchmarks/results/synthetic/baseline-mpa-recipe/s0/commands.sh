@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config runs/bench-synth-v2/synthetic/baseline-mpa-recipe/recipe.yaml --checkpoint_every_n_steps 100 --seed_everything 0 --run_dir runs/bench-synth-v2/synthetic/baseline-mpa-recipe/s0/fit --test_each_epoch true
+python -m fer_zoo test --config runs/bench-synth-v2/synthetic/baseline-mpa-recipe/recipe.yaml --checkpoint_every_n_steps 100 --ckpt_path runs/bench-synth-v2/synthetic/baseline-mpa-recipe/s0/fit/checkpoints/best-epoch04-acc0.3067.ckpt --run_dir runs/bench-synth-v2/synthetic/baseline-mpa-recipe/s0/test --trainer.devices 1 --trainer.strategy auto

@@ -1,0 +1,4 @@
+# run from the repository root
+python -m fer_zoo pretrain-landmarks --data synthetic --epochs 5 --out runs/bench-synth-v2/synthetic/landmark_net --image_size 64 --num_workers 1 --data_options num_train=3000 num_val=600 num_test=1000 synth_size=64
+python -m fer_zoo fit --config experiments/synthetic/lacovl.yaml --checkpoint_every_n_steps 100 --model.landmark_weights runs/bench-synth-v2/synthetic/landmark_net/landmark_net.pt --seed_everything 1 --run_dir runs/bench-synth-v2/synthetic/lacovl/s1/fit --test_each_epoch true
+python -m fer_zoo test --config experiments/synthetic/lacovl.yaml --checkpoint_every_n_steps 100 --model.landmark_weights runs/bench-synth-v2/synthetic/landmark_net/landmark_net.pt --ckpt_path runs/bench-synth-v2/synthetic/lacovl/s1/fit/checkpoints/best-epoch04-acc0.4500.ckpt --run_dir runs/bench-synth-v2/synthetic/lacovl/s1/test --trainer.devices 1 --trainer.strategy auto
