@@ -36,7 +36,9 @@ from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 log = logging.getLogger(__name__)
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
-GREY_DATAMODULES = ("FERPlusDataModule",)  # datasets of grey images: predict converts crops to grey for them
+GREY_DATAMODULES = ("FERPlusDataModule",)
+# Evaluation-time model options: the evaluating command decides them, never the checkpoint's hyper-parameters.
+TEST_TIME_OPTIONS = ("test_time_flip",)  # datasets of grey images: predict converts crops to grey for them
 
 
 def expand_aliases(argv: list[str]) -> list[str]:
@@ -117,6 +119,17 @@ class FerZooCLI(LightningCLI):
             default="val/acc",
             help="Validation metric that selects the best checkpoint (val/acc, val/mca, val/f1_macro).",
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning fills the model's options from ``--ckpt_path``'s hyper-parameters, over the command line's;
+        the test-time options (``TEST_TIME_OPTIONS``) keep the command's values, so ``fer-zoo test --ckpt_path X
+        --model.init_args.test_time_flip true`` does what it says whatever the fit used."""
+        sub = self.config.get("subcommand")
+        init = getattr(self.config[sub].get("model"), "init_args", None) if sub else None
+        kept = {k: init[k] for k in TEST_TIME_OPTIONS if init is not None and k in init}
+        super()._parse_ckpt_path()
+        for key, value in kept.items():
+            self.config[sub].model.init_args[key] = value
 
     def before_instantiate_classes(self) -> None:
         """Input size from a face-pretrained weight tag; with ``--ckpt_path``, classes and size from the checkpoint.

@@ -53,6 +53,18 @@ def test_benchmark_runner_end_to_end(tmp_path):
     assert shown == pytest.approx(100 * (accs["mpa"] - accs["baseline-mpa-recipe"]), abs=0.02)
     assert (tmp_path / "results" / "synthetic" / "baseline" / "s0" / "curves.png").exists()
 
+    # flip TTA re-tests the published run's own test command with the flip option only
+    from benchmarks import flip_tta
+
+    published = tmp_path / "results" / "synthetic" / "baseline" / "s0"
+    flip_tta.main([str(published), "--runs", str(tmp_path / "flip"), "--out", str(tmp_path / "flip.md")])
+    flip_run = tmp_path / "flip" / "results" / "synthetic" / "baseline" / "s0"
+    assert "test_time_flip: true" in (flip_run / "lightning_config.yaml").read_text()
+    single = json.loads((published / "test_report.json").read_text())["test/acc"]
+    flipped = json.loads((flip_run / "test_report.json").read_text())["test/acc"]
+    row = next(line for line in (tmp_path / "flip.md").read_text().splitlines() if "| baseline |" in line)
+    assert f"| {100 * single:.2f} ± 0.00 | {100 * flipped:.2f} ± 0.00 |" in row
+
 
 def test_benchmark_pretrains_lacovl_landmark_network(tmp_path):
     tiny = {

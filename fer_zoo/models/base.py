@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -43,6 +44,7 @@ class FERTask(L.LightningModule):
         label_smoothing: float = 0.0,
         lr_gamma: float = 0.98,
         checkpoint_frozen: bool = False,
+        test_time_flip: bool = False,
     ) -> None:
         """Configure the task.
 
@@ -67,6 +69,11 @@ class FERTask(L.LightningModule):
                 weight spec (CLIP towers, LaCoVL's landmark network). By default they are left out
                 and reloaded from the same spec, so an MPA checkpoint holds the prompts, not CLIP;
                 set True to carry a checkpoint to a machine without those weight files.
+            test_time_flip: at test and predict time, average the class probabilities of each image
+                and its mirror image (horizontal-flip test-time augmentation, as many FER papers
+                report). Validation stays single-view, so checkpoint selection does not change;
+                ``fer-zoo test --model.init_args.test_time_flip true`` re-tests a checkpoint this
+                way. The ONNX export keeps the single-view path.
         """
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -146,8 +153,21 @@ class FERTask(L.LightningModule):
         for name, value in extra.items():
             self.log(f"train/{name}", value, batch_size=size)
 
+    def evaluation_logits(self, images: Tensor, stage: str) -> Tensor:
+        """Logits for evaluation at ``stage`` (``val``, ``test`` or ``predict``).
+
+        With ``test_time_flip`` on, test and predict return the log of the mean class
+        probabilities of the images and their mirror images (a valid log-probability, so the
+        logged loss stays a cross-entropy); validation always uses the single view.
+        """
+        logits = self(images)
+        if stage == "val" or not self.hparams.get("test_time_flip", False):
+            return logits
+        views = torch.stack([logits.log_softmax(1), self(images.flip(-1)).log_softmax(1)])
+        return torch.logsumexp(views, 0) - math.log(2.0)
+
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self(batch["image"])
+        logits = self.evaluation_logits(batch["image"], stage)
         labels = batch["label"]
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), sync_dist=True, batch_size=len(labels))
         preds = logits.argmax(1)
@@ -224,7 +244,7 @@ class FERTask(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Class probabilities plus whatever identifies each input (path, face, box)."""
-        probs = self(batch["image"]).softmax(1)
+        probs = self.evaluation_logits(batch["image"], "predict").softmax(1)
         out = {k: v for k, v in batch.items() if k not in ("image", "label", "landmarks", "target")}
         out["probs"] = probs
         return out

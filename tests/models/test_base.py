@@ -64,3 +64,26 @@ def test_warmup_factor_is_a_linear_ramp_by_step():
         FakeTrainer.global_step = step
         assert model.warmup_factor(2) == pytest.approx(factor)
     assert model.warmup_factor(0) == 1.0
+
+
+class MirrorSensitive(Baseline):
+    """Logits read the image's left and right halves apart, so a mirror image gets other logits."""
+
+    def forward(self, images):
+        left, right = images[..., : images.shape[-1] // 2], images[..., images.shape[-1] // 2 :]
+        return torch.stack([left.mean((1, 2, 3)), right.mean((1, 2, 3)), torch.zeros(len(images))], 1)
+
+
+def test_test_time_flip_averages_probabilities_of_the_mirror_image_at_test_and_predict_only():
+    image = torch.zeros(1, 3, 2, 4)
+    image[..., :2] = 2.0  # left half 2, right half 0: logits (2, 0, 0); mirrored (0, 2, 0)
+    model = MirrorSensitive(num_classes=3, test_time_flip=True)
+    e2 = torch.e**2
+    # mean of softmax(2,0,0) and softmax(0,2,0), by hand
+    expected = torch.tensor([(e2 + 1) / 2, (1 + e2) / 2, 1.0]) / (e2 + 2)
+    assert torch.allclose(model.evaluation_logits(image, "test").exp()[0], expected, atol=1e-6)
+    assert torch.allclose(model.evaluation_logits(image, "val"), torch.tensor([[2.0, 0.0, 0.0]]))  # selection unchanged
+    probs = model.predict_step({"image": image, "path": ["a.png"]}, 0)["probs"]
+    assert torch.allclose(probs[0], expected, atol=1e-6)
+    off = MirrorSensitive(num_classes=3)
+    assert torch.allclose(off.evaluation_logits(image, "test"), torch.tensor([[2.0, 0.0, 0.0]]))
