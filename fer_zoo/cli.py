@@ -36,9 +36,9 @@ from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 log = logging.getLogger(__name__)
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
-GREY_DATAMODULES = ("FERPlusDataModule",)
+GREY_DATAMODULES = ("FERPlusDataModule",)  # datasets of grey images: predict converts crops to grey for them
 # Evaluation-time model options: the evaluating command decides them, never the checkpoint's hyper-parameters.
-TEST_TIME_OPTIONS = ("test_time_flip",)  # datasets of grey images: predict converts crops to grey for them
+TEST_TIME_OPTIONS = ("test_time_flip",)
 
 
 def expand_aliases(argv: list[str]) -> list[str]:

@@ -70,8 +70,8 @@ class FERTask(L.LightningModule):
                 and reloaded from the same spec, so an MPA checkpoint holds the prompts, not CLIP;
                 set True to carry a checkpoint to a machine without those weight files.
             test_time_flip: at test and predict time, average the class probabilities of each image
-                and its mirror image (horizontal-flip test-time augmentation, as many FER papers
-                report). Validation stays single-view, so checkpoint selection does not change;
+                and its mirror image (horizontal-flip test-time augmentation, a common FER
+                evaluation variant). Validation stays single-view, so checkpoint selection does not change;
                 ``fer-zoo test --model.init_args.test_time_flip true`` re-tests a checkpoint this
                 way. The ONNX export keeps the single-view path.
         """
