@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.run import ROOT, _portable, run
+from benchmarks.run import ROOT, _portable, mean_std, run
 
 FLIP = ["--model.init_args.test_time_flip", "true"]
 METRICS = {"OA": "test/acc", "MCA": "test/mca", "macro-F1": "test/f1_macro"}
@@ -81,7 +81,7 @@ def tabulate(rows: list[dict[str, object]], argv: list[str]) -> str:
     lines = [
         "# Horizontal-flip test-time augmentation on published runs",
         "",
-        f"Command: `python -m benchmarks.flip_tta {' '.join(argv)}`",
+        f"Command: `python -m benchmarks.flip_tta {shlex.join(argv)}`",
         "",
         "Same checkpoints (selected on single-view validation), same test split; only the test-time view changes: "
         "*flip* averages the class probabilities of each test image and its mirror image "
@@ -92,7 +92,7 @@ def tabulate(rows: list[dict[str, object]], argv: list[str]) -> str:
     ]
 
     def cell(values: pd.Series) -> str:
-        return f"{values.mean():.2f} ± {values.std(ddof=0):.2f}"
+        return mean_std(values, scale=1.0)  # rows hold percentages already
 
     for (table, model), group in frame.groupby(["table", "model"], sort=False):
         seeds = ",".join(str(s) for s in group["seed"])

@@ -315,6 +315,11 @@ def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Nam
     return [cmd]
 
 
+def mean_std(values: pd.Series, scale: float = 100.0) -> str:
+    """``"mean ± std"`` over seeds (population std, 2 decimals), of ``values`` times ``scale`` (fractions -> %)."""
+    return f"{scale * values.mean():.2f} ± {scale * values.std(ddof=0):.2f}"
+
+
 def run(cmd: list[str], log: Path) -> None:
     """Run a fer-zoo command, teeing its output to ``log``; raise with the log's tail on failure."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -546,7 +551,7 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         if entry is not None:
             mark = footnotes.setdefault(entry["protocol"], f"[{len(footnotes) + 1}]")
             paper = f"{entry['acc']:.2f} {mark}" if entry["acc"] is not None else f"none {mark}"
-        fmt = lambda c: f"{100 * group[c].mean():.2f} ± {100 * group[c].std(ddof=0):.2f}"  # noqa: E731
+        fmt = lambda c: mean_std(group[c])  # noqa: E731
         rate = group["train_img_per_s"].mean()
         speed = "no training" if pd.isna(rate) else f"{rate:.0f}"
         pair = ablation_pair(dataset, model, list(mean_acc.index), args.override)
@@ -757,9 +762,7 @@ def group_summary(group: str, tables: dict[str, list[dict]], argv: list[str]) ->
         for frame in frames.values():
             runs = frame[frame["model"] == model]
             for column in ("acc", "mca", "f1_macro"):
-                cells.append(
-                    f"{100 * runs[column].mean():.2f} ± {100 * runs[column].std(ddof=0):.2f}" if len(runs) else "–"
-                )
+                cells.append(mean_std(runs[column]) if len(runs) else "–")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     (Path(RESULTS) / f"{group}.md").write_text(text)
