@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/baseline-faceres-scratch.yaml --data.root ../shared/data/ferplus --checkpoint_every_n_steps 100 --seed_everything 1 --run_dir runs/bench-face/ferplus/baseline-faceres-scratch/s1/fit
+python -m fer_zoo test --config experiments/ferplus/baseline-faceres-scratch.yaml --data.root ../shared/data/ferplus --checkpoint_every_n_steps 100 --ckpt_path runs/bench-face/ferplus/baseline-faceres-scratch/s1/fit/checkpoints/best-epoch02-acc0.5383.ckpt --run_dir runs/bench-face/ferplus/baseline-faceres-scratch/s1/test --trainer.devices 1 --trainer.strategy auto
