@@ -8,7 +8,7 @@ from typing import Any
 from fer_zoo.datamodules.base import FERDataModule
 from fer_zoo.datasets.affectnet import AffectNet
 from fer_zoo.datasets.base import FERDataset
-from fer_zoo.datasets.ferplus import FERPlus
+from fer_zoo.datasets.ferplus import FERPlus, LabelMode, VoteSource
 from fer_zoo.datasets.imagefolder import ImageFolderFER, folder_classes
 from fer_zoo.datasets.rafdb import RAFDB
 from fer_zoo.datasets.synthetic import SyntheticFER
@@ -90,7 +90,11 @@ class FERPlusDataModule(_OnDiskDataModule):
     dataset_class = FERPlus
 
     def __init__(
-        self, root: str | None = None, label_mode: str = "majority", votes: str = "fer2013new", **kwargs: Any
+        self,
+        root: str | None = None,
+        label_mode: LabelMode = "majority",
+        votes: VoteSource = "fer2013new",
+        **kwargs: Any,
     ) -> None:
         """Configure FERPlus.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -14,8 +14,10 @@ from fer_zoo.datasets.errors import DatasetNotFoundError, LabelError
 
 FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
 USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-LABEL_MODES = ("majority", "probability", "crossentropy")
-VOTE_SOURCES = ("fer2013new", "label_csv")
+LabelMode = Literal["majority", "probability", "crossentropy"]
+VoteSource = Literal["fer2013new", "label_csv"]
+LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
+VOTE_SOURCES: tuple[str, ...] = get_args(VoteSource)
 NUM_VOTE_COLUMNS = 10  # 8 emotions, unknown, NF (not a face)
 NUM_EMOTIONS = 8
 
@@ -155,8 +157,8 @@ class FERPlus(FERDataset):
         self,
         root: str | Path,
         split: str = "train",
-        label_mode: str = "majority",
-        votes: str = "fer2013new",
+        label_mode: LabelMode = "majority",
+        votes: VoteSource = "fer2013new",
         **kwargs: Any,
     ) -> None:
         """Read FERPlus.
