@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/baseline-faceres-ce.yaml --data.root ../shared/data/ferplus --checkpoint_every_n_steps 100 --seed_everything 0 --run_dir runs/bench-face-e10/ferplus/baseline-faceres-ce/s0/fit --trainer.max_epochs 10 --ckpt_path runs/bench-face-e10/ferplus/baseline-faceres-ce/s0/fit/checkpoints/last.ckpt
+python -m fer_zoo test --config experiments/ferplus/baseline-faceres-ce.yaml --data.root ../shared/data/ferplus --checkpoint_every_n_steps 100 --ckpt_path runs/bench-face-e10/ferplus/baseline-faceres-ce/s0/fit/checkpoints/best-epoch08-acc0.8462.ckpt --run_dir runs/bench-face-e10/ferplus/baseline-faceres-ce/s0/test --trainer.devices 1 --trainer.strategy auto
