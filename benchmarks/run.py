@@ -67,16 +67,46 @@ METHOD_ONLY_DATA = ("positive_pairs",)
 
 
 def experiment_file(dataset: str, model: str) -> Path:
-    """Where the committed experiment config of ``model`` on ``dataset`` lives (it may not exist)."""
+    """Where a stand-alone experiment config of ``model`` on ``dataset`` lives (it may not exist)."""
     return ROOT / "experiments" / dataset / f"{model}.yaml"
 
 
-def experiment_config(dataset: str, model: str) -> dict:
-    """The committed experiment config of ``model`` on ``dataset`` ({} when there is none)."""
+def experiment_index(dataset: str) -> dict:
+    """``experiments/<dataset>/index.yaml`` ({} when the dataset has none)."""
     import yaml
 
+    index = ROOT / "experiments" / dataset / "index.yaml"
+    return (yaml.safe_load(index.read_text()) or {}) if index.is_file() else {}
+
+
+def experiment_files(dataset: str, model: str) -> list[Path]:
+    """The configs that make row ``model``, composed left to right: the index's entry, else the stand-alone file."""
+    row = (experiment_index(dataset).get("rows") or {}).get(model)
+    if row is not None:
+        return [ROOT / "experiments" / dataset / name for name in row["configs"]]
     experiment = experiment_file(dataset, model)
-    return yaml.safe_load(experiment.read_text()) if experiment.is_file() else {}
+    return [experiment] if experiment.is_file() else []
+
+
+def _merge(base: dict, delta: dict) -> dict:
+    """``delta`` laid over ``base`` key by key, nested mappings merged (as ``--config base --config delta`` does)."""
+    out = dict(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def experiment_config(dataset: str, model: str) -> dict:
+    """The composed experiment config of ``model`` on ``dataset`` ({} when there is none)."""
+    import yaml
+
+    config: dict = {}
+    for path in experiment_files(dataset, model):
+        config = _merge(config, yaml.safe_load(path.read_text()) or {})
+    return config
 
 
 def recipe_method(model: str) -> str | None:
@@ -89,7 +119,7 @@ def recipe_method(model: str) -> str | None:
 def generated_recipe(dataset: str, model: str) -> str | None:
     """The method of a ``baseline-<method>-recipe`` row whose config is generated (no experiment file of its own)."""
     method = recipe_method(model)
-    return method if method is not None and not experiment_file(dataset, model).is_file() else None
+    return method if method is not None and not experiment_files(dataset, model) else None
 
 
 def scoped(overrides: list[str], *models: str) -> list[str]:
@@ -196,10 +226,10 @@ def ablation_pair(dataset: str, model: str, models: list[str], overrides: list[s
     the table trained with exactly its recipe, backbone and init (None for non-method rows or when none is)."""
     if f"baseline-{model}-recipe" in models:
         return f"baseline-{model}-recipe"
-    if model.split("-")[0] not in METHODS or not experiment_file(dataset, model).is_file():
+    if model.split("-")[0] not in METHODS or not experiment_files(dataset, model):
         return None
     for other in models:
-        if other.startswith("baseline") and recipe_method(other) is None and experiment_file(dataset, other).is_file():
+        if other.startswith("baseline") and recipe_method(other) is None and experiment_files(dataset, other):
             if recipe_is_baselines(dataset, model, overrides, baseline=other):
                 return other
     return None
@@ -213,10 +243,10 @@ def base_args(dataset: str, model: str, data_root: str | None, args: argparse.Na
     """
     import yaml
 
-    experiment = experiment_file(dataset, model)
+    experiments = experiment_files(dataset, model)
     method = generated_recipe(dataset, model)
-    if experiment.is_file():
-        out = ["--config", str(experiment)]
+    if experiments:
+        out = [arg for path in experiments for arg in ("--config", str(path))]
     elif method is not None and args is not None:
         config = recipe_config(dataset, method, args.override)
         path = Path(args.runs) / dataset / model / "recipe.yaml"

@@ -45,6 +45,9 @@ class FERTask(L.LightningModule):
         lr_gamma: float = 0.98,
         checkpoint_frozen: bool = False,
         test_time_flip: bool = False,
+        channels_last: bool = False,
+        logit_adjust_train_tau: float = 0.0,
+        logit_adjust_tau: float = 0.0,
     ) -> None:
         """Configure the task.
 
@@ -74,6 +77,19 @@ class FERTask(L.LightningModule):
                 evaluation variant). Validation stays single-view, so checkpoint selection does not change;
                 ``fer-zoo test --model.init_args.test_time_flip true`` re-tests a checkpoint this
                 way. The ONNX export keeps the single-view path.
+            channels_last: keep 4-D weights and image batches in channels-last (NHWC) memory
+                order. oneDNN's convolutions run faster that way on CPU (and cuDNN's under bf16 on
+                GPU); the values computed are the same up to float rounding. Checkpoints load
+                either way.
+            logit_adjust_train_tau: class-balanced training loss: the cross-entropy of
+                ``logits + tau * log(prior)`` (logit-adjusted loss, Menon et al. 2021; ``1.0`` is the
+                balanced softmax of Ren et al. 2020). The network then learns balanced-error logits,
+                so rare classes gain recall at the cost of frequent ones. ``prior`` is the training
+                split's class frequency, stored in the checkpoint. 0 (default): plain cross-entropy.
+            logit_adjust_tau: post-hoc logit adjustment at test and predict time: subtract
+                ``tau * log(prior)`` from the logits (Menon et al. 2021). Validation stays unadjusted;
+                choose ``tau`` on validation (``python -m benchmarks.logit_adjust``), never on test.
+                Like ``test_time_flip`` it is a test-time option the evaluating command may change.
         """
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -94,6 +110,8 @@ class FERTask(L.LightningModule):
         self.val_shared_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_shared_confusion = MulticlassConfusionMatrix(num_classes)
         self.results: dict[str, dict[str, Any]] = {}
+        # training-split class frequencies (set at fit time, saved with the weights) for logit adjustment
+        self.register_buffer("class_prior", torch.full((num_classes,), 1.0 / num_classes))
 
     # --- to implement -----------------------------------------------------------------
     def forward(self, images: Tensor) -> Tensor:
@@ -110,9 +128,44 @@ class FERTask(L.LightningModule):
         logits = self(batch["image"])
         return self.classification_loss(logits, batch), logits, {}
 
+    # --- memory layout ----------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Record the training class prior (fit) and move 4-D weights to channels-last when asked."""
+        counts = getattr(getattr(self._trainer, "datamodule", None), "class_counts", None)
+        if stage == "fit" and counts is not None:
+            self.set_class_prior(torch.as_tensor(counts("train"), dtype=torch.float64))
+        if self.hparams.get("channels_last", False):
+            self.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Give image batches the weights' memory layout, so no convolution converts them per call."""
+        if self.hparams.get("channels_last", False) and isinstance(batch, dict):
+            for key in ("image", "positive_image"):
+                value = batch.get(key)
+                if isinstance(value, Tensor) and value.ndim == 4:
+                    batch[key] = value.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def set_class_prior(self, counts: Tensor) -> None:
+        """Set :attr:`class_prior` from per-class training counts (an empty class counts as one sample)."""
+        if len(counts) != self.num_classes:
+            raise ValueError(f"class counts have {len(counts)} entries but the model has {self.num_classes} classes")
+        counts = counts.clamp(min=1.0)
+        self.class_prior.copy_((counts / counts.sum()).to(self.class_prior))
+
+    def adjust_logits(self, logits: Tensor, tau: float) -> Tensor:
+        """``logits + tau * log(prior)``: tau > 0 favours frequent classes, tau < 0 rare ones."""
+        if tau == 0.0:
+            return logits
+        return logits + tau * self.class_prior.to(logits.dtype).log()
+
     # --- shared pieces ----------------------------------------------------------------
     def classification_loss(self, logits: Tensor, batch: dict[str, Any]) -> Tensor:
-        """Cross-entropy with the soft ``target`` when the batch has one, else the hard label."""
+        """Cross-entropy with the soft ``target`` when the batch has one, else the hard label.
+
+        With ``logit_adjust_train_tau`` the loss sees prior-shifted logits (logit-adjusted loss).
+        """
+        logits = self.adjust_logits(logits, self.hparams.get("logit_adjust_train_tau", 0.0))
         target = batch.get("target")
         if target is not None:
             return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
@@ -161,10 +214,12 @@ class FERTask(L.LightningModule):
         logged loss stays a cross-entropy); validation always uses the single view.
         """
         logits = self(images)
-        if stage == "val" or not self.hparams.get("test_time_flip", False):
+        if stage == "val":
             return logits
-        views = torch.stack([logits.log_softmax(1), self(images.flip(-1)).log_softmax(1)])
-        return torch.logsumexp(views, 0) - math.log(2.0)
+        if self.hparams.get("test_time_flip", False):
+            views = torch.stack([logits.log_softmax(1), self(images.flip(-1)).log_softmax(1)])
+            logits = torch.logsumexp(views, 0) - math.log(2.0)
+        return self.adjust_logits(logits, -self.hparams.get("logit_adjust_tau", 0.0))
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         logits = self.evaluation_logits(batch["image"], stage)
@@ -325,7 +380,11 @@ class FERTask(L.LightningModule):
             checkpoint["fer_zoo_reloaded"] = {"fingerprints": {n: _fingerprint(frozen[n]) for n in sorted(frozen)}}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Put back the frozen weights a slim checkpoint left out, after checking they are the same."""
+        """Put back the frozen weights a slim checkpoint left out, after checking they are the same.
+
+        A checkpoint from before the class prior was recorded gets the uniform prior.
+        """
+        checkpoint["state_dict"].setdefault("class_prior", self.class_prior.detach().clone())
         saved = checkpoint.get("fer_zoo_reloaded")
         if not saved:
             return

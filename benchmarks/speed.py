@@ -1,0 +1,157 @@
+"""Training speed per method: ``fer-zoo fit`` img/s against a bare PyTorch loop of the same network, in one run.
+
+For each experiment row and each setting (fp32; channels-last; channels-last + bf16 autocast) it measures
+
+* the **bare loop**: the row's model and its own ``training_loss`` on batches taken from the row's data module
+  beforehand (no loader, no Lightning), ``backward`` and an AdamW step;
+* the **fit**: ``fer-zoo fit`` with the row's configs for ``--batches`` training batches and no validation
+  (``train_img_per_s`` of its report: the loader, Lightning's loop, logging and callbacks included).
+
+``fit / best bare`` is the share of the fastest bare loop that the zoo's fit keeps. Measured one job at a time
+(nothing else training on the machine). Usage::
+
+    python -m benchmarks.speed --dataset ferplus --data-root ../shared/data/ferplus \\
+        --rows face-baseline --out benchmarks/results/speed/ferplus.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.run import ROOT, experiment_config, experiment_files
+
+#: (name, channels_last, bf16 autocast)
+SETTINGS = (("fp32", False, False), ("channels-last", True, False), ("channels-last + bf16", True, True))
+
+
+def _build(spec: dict[str, Any], **extra: Any) -> Any:
+    module, _, name = spec["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**{**(spec.get("init_args") or {}), **extra})
+
+
+def _to(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {k: v.contiguous(memory_format=fmt) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
+
+
+def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, seconds: float) -> dict[str, float]:
+    """img/s of the bare loop for each setting (warm-up: 3 steps; then up to ``batches`` steps or ``seconds``)."""
+    data_spec = config["data"]
+    if data_root:
+        data_spec = {**data_spec, "init_args": {**data_spec["init_args"], "root": data_root}}
+    datamodule = _build(data_spec)
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    taken = [next(loader) for _ in range(min(batches, 12) + 3)]
+    rates = {}
+    for name, channels_last, bf16 in SETTINGS:
+        torch.manual_seed(0)
+        model = _build(config["model"], num_classes=datamodule.num_classes, class_names=datamodule.class_names)
+        model.train()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        images = count = 0
+        elapsed = 0.0
+        for step in range(batches + 3):
+            batch = _to(taken[step % len(taken)], channels_last)
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                loss = model.training_loss(batch)[0]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step >= 3:
+                elapsed += time.perf_counter() - start
+                images += len(batch["label"])
+                count += 1
+                if elapsed > seconds:
+                    break
+        rates[name] = images / elapsed
+        print(f"bare {name}: {rates[name]:.1f} img/s over {count} steps", flush=True)
+    return rates
+
+
+def fit_rate(configs: list[Path], data_root: str | None, channels_last: bool, bf16: bool, batches: int) -> float:
+    """``train_img_per_s`` of a ``fer-zoo fit`` limited to ``batches`` training batches and no validation."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        cmd = [sys.executable, "-m", "fer_zoo", "fit"]
+        for path in configs:
+            cmd += ["--config", str(path)]
+        if data_root:
+            cmd += ["--data.root", data_root]
+        cmd += [
+            "--model.init_args.channels_last", str(channels_last).lower(),
+            "--trainer.precision", "bf16-mixed" if bf16 else "32-true",
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(batches),
+            "--trainer.limit_val_batches", "0", "--checkpoint_every_n_steps", "0",
+            "--wandb", "disabled", "--run_dir", run_dir,
+        ]  # fmt: skip
+        env = {**os.environ, "WANDB_MODE": "disabled"}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        if done.returncode != 0:
+            raise SystemExit(f"benchmarks.speed: fit failed ({shlex.join(cmd)}):\n{done.stderr[-2000:]}")
+        return float(json.loads((Path(run_dir) / "fit_report.json").read_text())["train_img_per_s"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure every row and write the Markdown table."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="ferplus")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--rows", default="face-baseline", help="comma-separated experiment rows (index names)")
+    p.add_argument("--batches", type=int, default=20, help="timed training batches per measurement")
+    p.add_argument("--seconds", type=float, default=30.0, help="stop a bare loop after this much timed compute")
+    p.add_argument("--settings", default=",".join(s[0] for s in SETTINGS), help="subset of the settings")
+    p.add_argument("--out", default=None, help="Markdown file for the table (default: print only)")
+    args = p.parse_args(argv)
+    wanted = set(args.settings.split(","))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    lines = [
+        f"# Training speed, {args.dataset}",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, nothing else training. Batches of the row's own "
+        f"data module; bare loop: {args.batches} timed steps (at most {args.seconds:.0f} s) after 3 warm-up steps; "
+        f"fit: {args.batches} batches, the first 3 untimed.",
+        "",
+        "| row | setting | bare loop img/s | fit img/s | fit / bare (same setting) | fit / best bare |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in args.rows.split(","):
+        config = experiment_config(args.dataset, row)
+        bare = bare_loop(config, args.data_root, args.batches, args.seconds)
+        best = max(bare.values())
+        for name, channels_last, bf16 in SETTINGS:
+            if name not in wanted:
+                continue
+            fit = fit_rate(experiment_files(args.dataset, row), args.data_root, channels_last, bf16, args.batches)
+            print(f"{row} fit {name}: {fit:.1f} img/s", flush=True)
+            lines.append(
+                f"| {row} | {name} | {bare[name]:.1f} | {fit:.1f} | {fit / bare[name]:.2f} | {fit / best:.2f} |"
+            )
+    cmd = "python -m benchmarks.speed " + shlex.join(sys.argv[1:] if argv is None else argv)
+    lines += ["", f"Command: `{cmd}`", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
