@@ -192,7 +192,7 @@ def table(big: tuple[dict, dict], small: tuple[dict, dict] | None, command: str)
         def row(label: str, a: float, b: float) -> str:
             return f"| {label} | {a:,.0f} MiB | {b:,.0f} MiB | {(b - a) * 2**20 / extra:,.0f} B |"
 
-        worker = lambda r, key: max(w.get(key, 0) for w in r["loaders"][-1]["workers"])  # noqa: E731
+        worker = lambda r, key: max(w.get(key, 0) for w in r["loaders"][-1]["workers"])
         lines += [
             "",
             "## Is memory flat in the dataset size?",

@@ -43,8 +43,8 @@ def run(cmd: list[str], **kw) -> tuple[int, str]:
 
 def last_line(text: str) -> str:
     """The last error line of a command's output (or its last line), shortened for a table cell."""
-    lines = [l for l in text.splitlines() if l.strip() and "Warning" not in l and not l.startswith(("  ", "wandb", "💡"))]
-    errors = [l for l in lines if "Error" in l or l.startswith("fer-zoo ")]
+    lines = [s for s in text.splitlines() if s.strip() and "Warning" not in s and not s.startswith(("  ", "wandb", "💡"))]
+    errors = [s for s in lines if "Error" in s or s.startswith("fer-zoo ")]
     return (errors or lines or [""])[-1].replace("|", "/")[:300]
 
 
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         except Exception:
             continue
     with open(killed / "metrics.csv") as handle:
-        logged = max(int(l.split(",")[list(next(open(killed / "metrics.csv")).strip().split(",")).index("step")])
-                     for l in list(handle)[1:] if l.strip())
+        logged = max(int(line.split(",")[list(next(open(killed / "metrics.csv")).strip().split(",")).index("step")])
+                     for line in list(handle)[1:] if line.strip())
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     code, line = run([*FIT, "--ckpt_path", str(last), "--run_dir", str(killed)])

@@ -377,7 +377,7 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     common = base_args(dataset, model, args.data_root, args) + override_args(overrides, method is not None)
     setup_cmds = landmark_net(dataset, model, common, args)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
-    fit_cmd = _fer_zoo("fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir))
+    fit_cmd = _fer_zoo("fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir), "--name", model)
     if not args.no_test_each_epoch:
         fit_cmd += ["--test_each_epoch", "true"]
     if args.epochs:
@@ -398,6 +398,8 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
         best,
         "--run_dir",
         str(test_dir),
+        "--name",
+        model,
         "--trainer.devices",
         "1",
         "--trainer.strategy",
@@ -581,7 +583,7 @@ def tabulate(rows: list[dict], dataset: str, args: argparse.Namespace, argv: lis
         if entry is not None:
             mark = footnotes.setdefault(entry["protocol"], f"[{len(footnotes) + 1}]")
             paper = f"{entry['acc']:.2f} {mark}" if entry["acc"] is not None else f"none {mark}"
-        fmt = lambda c: mean_std(group[c])  # noqa: E731
+        fmt = lambda c: mean_std(group[c])
         rate = group["train_img_per_s"].mean()
         speed = "no training" if pd.isna(rate) else f"{rate:.0f}"
         pair = ablation_pair(dataset, model, list(mean_acc.index), args.override)

@@ -59,6 +59,51 @@ class ThroughputMonitor(L.Callback):
             pl_module.log("train/img_per_s", self.images_per_second, rank_zero_only=True)
 
 
+class EpochLine(L.Callback):
+    """One progress line per epoch on stdout: loss, validation figures, img/s and ETA.
+
+    Lightning's progress bar draws nothing useful without a terminal; the CLI adds this callback to a fit
+    whose stdout is not a TTY (nohup, SLURM, CI logs).
+    """
+
+    def __init__(self, throughput: ThroughputMonitor | None = None) -> None:
+        """Take img/s from ``throughput`` when given."""
+        self.throughput = throughput
+        self._fit_start = 0.0
+        self._first_epoch = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the clock (a resumed fit counts from its first new epoch)."""
+        self._fit_start = time.perf_counter()
+        self._first_epoch = trainer.current_epoch
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Print the epoch's line."""
+        print(epoch_line(trainer, self._fit_start, self._first_epoch, self.throughput), flush=True)
+
+
+def epoch_line(
+    trainer: L.Trainer, fit_start: float, first_epoch: int, throughput: ThroughputMonitor | None = None
+) -> str:
+    """``epoch 3/10  train/loss 0.8123  val/acc 0.8012  val/mca 0.5710  64.2 img/s  elapsed 21.5 min  ETA 50.2 min``."""
+    epoch = trainer.current_epoch + 1
+    total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+    parts = [f"epoch {epoch}/{total or '?'}"]
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "val/acc", "val/mca", "val/f1_macro"):
+        if key in metrics:
+            parts.append(f"{key} {float(metrics[key]):.4f}")
+    if throughput is not None and throughput.images_per_second:
+        parts.append(f"{throughput.images_per_second:.1f} img/s")
+    elapsed = time.perf_counter() - fit_start
+    parts.append(f"elapsed {elapsed / 60:.1f} min")
+    done = epoch - first_epoch
+    if total and done > 0:
+        parts.append(f"ETA {elapsed / done * (total - epoch) / 60:.1f} min")
+    return "  ".join(parts)
+
+
 class TestEachEpoch(L.Callback):
     """Evaluate the test split after every validation, for the "best test epoch" figure only.
 
@@ -292,7 +337,8 @@ class StepCheckpoint(L.Callback):
         """Save when the step count is a multiple of ``every_n_steps``."""
         if trainer.global_step % self.every or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.path)  # every rank must call it; rank zero writes
+        # weights_only=False: a full, resumable checkpoint (and no "weights_only was not set" line per save)
+        trainer.save_checkpoint(self.path, weights_only=False)  # every rank must call it; rank zero writes
         trainer.strategy.barrier("step_checkpoint")
 
 

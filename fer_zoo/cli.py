@@ -26,12 +26,14 @@ from fer_zoo.callbacks import (
     DISK_FULL,
     AtomicCheckpointIO,
     CheckpointWriteError,
+    EpochLine,
     PredictionCSVWriter,
     RunReport,
     StepCheckpoint,
     TestEachEpoch,
     ThroughputMonitor,
 )
+from fer_zoo.errors import InputError
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
 
 log = logging.getLogger(__name__)
@@ -41,29 +43,91 @@ GREY_DATAMODULES = ("FERPlusDataModule",)  # datasets of grey images: predict co
 TEST_TIME_OPTIONS = ("test_time_flip",)
 
 
+GROUPS = (("--model", "model"), ("--data", "data"))
+RUN_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+RUN_HELP = (
+    "fer-zoo {sub}: --model and --data take aliases (`fer-zoo list`), class paths or YAML files. Without --data "
+    "(and no --config naming data) the generated synthetic faces are used, so every command runs anywhere. "
+    "Memory: the packaged models fit a 24 GB machine per process (paper-size LaCoVL, --model lacovl, about 13 GB "
+    "per process on CPU; DDP multiplies it by the number of processes)."
+)
+
+
+def _class_names(group: str) -> set[str]:
+    """Names of the model (FERTask) or data module (FERDataModule) classes the CLI can resolve."""
+    from fer_zoo.datamodules import FERDataModule
+    from fer_zoo.models import FERTask
+
+    seen, todo = set(), [FERTask if group == "model" else FERDataModule]
+    while todo:
+        cls = todo.pop()
+        seen.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return seen
+
+
+def _resolve(flag: str, group: str, value: str) -> str:
+    """``value`` of ``--model``/``--data``: an alias becomes its packaged YAML; an unknown name is a one-line error."""
+    path = registry.config_path(group, value)
+    if path is not None:
+        return str(path)
+    if value.endswith((".yaml", ".yml", ".json")):
+        if not Path(value).is_file():
+            raise SystemExit(f"fer-zoo: {flag} {value}: no such file")
+        return value
+    if "." in value or value.lstrip().startswith("{") or value in _class_names(group):
+        return value  # a class path, a class name or inline JSON: LightningCLI resolves it
+    names = registry.list_models() if group == "model" else registry.list_datasets()
+    raise SystemExit(f"fer-zoo: unknown {flag} {value!r}; one of {', '.join(names)} (or a class path or YAML file)")
+
+
 def expand_aliases(argv: list[str]) -> list[str]:
-    """Rewrite ``--model alias`` / ``--data alias`` (and ``=`` forms) to packaged YAML paths."""
+    """Rewrite ``--model alias`` / ``--data alias`` (and ``=`` forms) to packaged YAML paths.
+
+    An unknown alias is a one-line error listing the known ones. A run subcommand (fit, validate, test,
+    predict) that names no data (no ``--data``, no ``--config`` with a ``data`` section) gets the synthetic
+    faces, the set that runs anywhere.
+    """
     out: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
-        for flag, group in (("--model", "model"), ("--data", "data")):
+        for flag, group in GROUPS:
             if arg == flag and i + 1 < len(argv):
-                path = registry.config_path(group, argv[i + 1])
-                if path is not None:
-                    out += [flag, str(path)]
-                    i += 2
-                    break
-            elif arg.startswith(flag + "="):
-                path = registry.config_path(group, arg.split("=", 1)[1])
-                if path is not None:
-                    out += [flag, str(path)]
-                    i += 1
-                    break
+                out += [flag, _resolve(flag, group, argv[i + 1])]
+                i += 2
+                break
+            if arg.startswith(flag + "="):
+                out += [flag, _resolve(flag, group, arg.split("=", 1)[1])]
+                i += 1
+                break
         else:
             out.append(arg)
             i += 1
+    if out and out[0] in RUN_SUBCOMMANDS and not names_data(out):
+        out += ["--data", str(registry.config_path("data", "synthetic"))]
     return out
+
+
+def names_data(argv: list[str]) -> bool:
+    """Whether the command line selects a data module: ``--data`` or a ``--config`` with a ``data`` section."""
+    import yaml
+
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if flag == "--data" or flag.startswith("--data."):
+            if flag == "--data":
+                return True
+            continue
+        if flag in ("--config", "-c"):
+            value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            try:
+                config = yaml.safe_load(Path(value).read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                return True  # let the CLI report the unreadable config
+            if isinstance(config, dict) and "data" in config:
+                return True
+    return False
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -100,6 +164,14 @@ class FerZooCLI(LightningCLI):
         )
         parser.add_argument("--wandb_project", type=str, default="fer-zoo", help="W&B project.")
         parser.add_argument(
+            "--name",
+            type=str | None,
+            default=None,
+            help="Experiment name: the W&B group (<dataset>-<name>, seeds together) and run name "
+            "(<name>-<dataset>-s<seed>). Default: the --config file names joined by '+' (e.g. "
+            "ferplus-face+balanced-softmax), else the model class. benchmarks.run passes the index's row name.",
+        )
+        parser.add_argument(
             "--test_each_epoch",
             type=bool,
             default=False,
@@ -121,9 +193,12 @@ class FerZooCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning fills the model's options from ``--ckpt_path``'s hyper-parameters, over the command line's;
+        """Keep the command's test-time options over the checkpoint's hyper-parameters.
+
+        Lightning fills the model's options from ``--ckpt_path``'s hyper-parameters, over the command line's;
         the test-time options (``TEST_TIME_OPTIONS``) keep the command's values, so ``fer-zoo test --ckpt_path X
-        --model.init_args.test_time_flip true`` does what it says whatever the fit used."""
+        --model.init_args.test_time_flip true`` does what it says whatever the fit used.
+        """
         sub = self.config.get("subcommand")
         init = getattr(self.config[sub].get("model"), "init_args", None) if sub else None
         kept = {k: init[k] for k in TEST_TIME_OPTIONS if init is not None and k in init}
@@ -171,6 +246,7 @@ class FerZooCLI(LightningCLI):
         model = type(self.model).__name__.lower()
         dataset = getattr(self.datamodule, "dataset_name", "data") or "folder"
         seed = config.get("seed_everything")
+        experiment = config.get("name") or experiment_name(config.get("config"), model)
         stamp = os.environ.setdefault(STAMP_ENV, time.strftime("%Y%m%d-%H%M%S"))
         default_dir = Path("runs") / f"{dataset}-{model}" / (stamp if sub == "fit" else f"{stamp}-{sub}")
         run_dir = Path(config.get("run_dir") or default_dir)
@@ -196,20 +272,23 @@ class FerZooCLI(LightningCLI):
                     WandbLogger(
                         project=config.get("wandb_project", "fer-zoo"),
                         save_dir=str(run_dir),
-                        name=f"{model}-{dataset}-s{seed}",
-                        group=f"{dataset}-{model}",
+                        name=f"{experiment}-{dataset}-s{seed}",
+                        group=f"{dataset}-{experiment}",
                         job_type=sub,
-                        tags=[dataset, model, sub or "run"],
+                        tags=[dataset, model, experiment, sub or "run"],
                         offline=(mode == "offline"),
                     )
                 )
             extra["logger"] = loggers
+        throughput = ThroughputMonitor()
         callbacks: list[Any] = [
-            ThroughputMonitor(),
+            throughput,
             RunReport(run_dir, {"dataset": dataset, "model": model, "seed": seed, "subcommand": sub}),
         ]
         if sub == "fit":
             callbacks.append(TrimResumedLog())
+            if not sys.stdout.isatty():  # no terminal, no progress bar to read: one line per epoch instead
+                callbacks.append(EpochLine(throughput))
             monitor = config.get("monitor", "val/acc")
             callbacks.append(
                 ModelCheckpoint(
@@ -236,6 +315,12 @@ class FerZooCLI(LightningCLI):
         trainer_config = {**trainer_config, **extra, **kwargs}
         extra_callbacks = [self._get(self.config_init, c) for c in self._parser(sub).callback_keys]
         return self._instantiate_trainer(trainer_config, extra_callbacks + callbacks)
+
+
+def experiment_name(configs: Any, model: str) -> str:
+    """``--config`` file stems joined by ``+`` (``ferplus-face+balanced-softmax``); ``model`` without configs."""
+    paths = [str(getattr(c, "absolute", c)) for c in (configs or []) if c is not None]
+    return "+".join(Path(p).stem for p in paths) or model
 
 
 def model_from_checkpoint(argv: list[str]) -> list[str]:
@@ -274,8 +359,10 @@ def model_from_checkpoint(argv: list[str]) -> list[str]:
 
 
 def requested_model_class(argv: list[str]) -> str | None:
-    """The model class the command line asks for: the last ``--model`` (alias, YAML or class) or ``--config`` that
-    names one, left to right as the CLI composes them; None when none does."""
+    """The model class the command line asks for.
+
+    The last ``--model`` (alias, YAML or class) or ``--config`` that names one, left to right as the CLI composes them; None when none does.
+    """
     import yaml
 
     def from_yaml(path: Path, nested: bool) -> str | None:
@@ -543,7 +630,7 @@ def main(args: ArgsType = None) -> None:
     if argv and argv[0] in EXTRA_COMMANDS:
         EXTRA_COMMANDS[argv[0]](argv[1:])
         return
-    import fer_zoo.datamodules  # noqa: F401  (make class names resolvable)
+    import fer_zoo.datamodules
     import fer_zoo.models  # noqa: F401
     from fer_zoo.datamodules import FERDataModule
     from fer_zoo.models import FERTask
@@ -552,10 +639,41 @@ def main(args: ArgsType = None) -> None:
     expanded = expand_aliases(model_from_checkpoint(argv))
     if args is None:  # LightningCLI reads sys.argv itself; hand it the expanded aliases there
         sys.argv = [sys.argv[0], *expanded]
+    sub = expanded[0] if expanded else ""
     try:
         run_cli(FERTask, FERDataModule, args, expanded, defaults)
-    except OSError as error:
-        raise SystemExit(disk_full_message(error, expanded[0] if expanded else "")) from None
+    except Exception as error:
+        bad_input = input_error(error)
+        if bad_input is not None:
+            raise SystemExit(input_error_message(bad_input, sub)) from None
+        if isinstance(error, OSError):
+            raise SystemExit(disk_full_message(error, sub)) from None
+        raise
+
+
+def input_error(error: BaseException) -> InputError | None:
+    """The :class:`InputError` behind ``error`` (itself, or what jsonargparse or Lightning wrapped), else None."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None or isinstance(seen, InputError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def input_error_message(error: BaseException, sub: str) -> str:
+    """One or two lines for bad input: what is wrong (first line) and what to do (last line, if any).
+
+    An error raised in a DataLoader worker arrives with the worker's traceback as its message; its last
+    line is the original message.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if any(line.startswith("Original Traceback") for line in lines):
+        last = lines[-1]
+        name = type(error).__name__
+        lines = [last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last]
+    text = lines[0] if len(lines) < 2 else f"{lines[0]}\n{lines[-1]}"
+    return f"fer-zoo {sub}: {text}" if sub else f"fer-zoo: {text}"
 
 
 def disk_full_message(error: OSError, sub: str) -> str:
@@ -588,6 +706,8 @@ def run_cli(task: type, datamodule: type, args: ArgsType, expanded: list[str], d
         seed_everything_default=0,
         save_config_callback=LoggerSaveConfigCallback,
         save_config_kwargs={"overwrite": True, "config_filename": "lightning_config.yaml"},
-        parser_kwargs={sub: {"default_config_files": [defaults]} for sub in ("fit", "validate", "test", "predict")},
+        parser_kwargs={
+            sub: {"default_config_files": [defaults], "description": RUN_HELP.format(sub=sub)} for sub in RUN_SUBCOMMANDS
+        },
         auto_configure_optimizers=False,
     )

@@ -34,7 +34,7 @@ FLIP_68 = _ibug68_flip()
 
 #: Named groups of the 68-point layout (image-left first).
 GROUPS_68 = {
-    "jaw": range(0, 17),
+    "jaw": range(17),
     "brow_right": range(17, 22),
     "brow_left": range(22, 27),
     "nose_bridge": range(27, 31),

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_zoo.errors import InputError
+
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
@@ -60,7 +62,7 @@ REGISTRY: dict[str, WeightEntry] = {
 }
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(FileNotFoundError, InputError):
     """A weight spec does not resolve to a file."""
 
 

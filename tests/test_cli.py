@@ -1,8 +1,11 @@
 import csv
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,7 +65,7 @@ def test_print_config(capsys):
 
 
 def test_bad_options_are_named(tmp_path, capsys):
-    with pytest.raises(ValueError, match="model.optimizer"):
+    with pytest.raises(SystemExit, match="^fer-zoo fit: model.optimizer must be one of"):
         main(
             baseline(
                 "fit",
@@ -250,7 +253,7 @@ def test_predict_video_frames_with_temporal_smoothing(fitted, tmp_path):
                   data="folder"))
     raw, ema = predictions(tmp_path / "raw"), predictions(tmp_path / "ema")
     assert [r["frame"] for r in raw] == ["0", "2", "4"] and [r["time_s"] for r in raw] == ["0.000", "0.200", "0.400"]
-    p = lambda rows, i: np.array([float(rows[i][f"p_{c}"]) for c in CLASSES])  # noqa: E731
+    p = lambda rows, i: np.array([float(rows[i][f"p_{c}"]) for c in CLASSES])
     expected = p(raw, 0)
     for i in range(3):  # p_t = 0.5 p_(t-1) + 0.5 q_t, by hand
         expected = p(raw, 0) if i == 0 else 0.5 * expected + 0.5 * p(raw, i)
@@ -269,7 +272,7 @@ def test_predict_greyscale_switch_changes_colour_inputs_only(fitted, tmp_path):
                       "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path / name), data="folder"))
     colour_rows = {Path(r["path"]).name: r for r in predictions(tmp_path / "colour")}
     grey_rows = {Path(r["path"]).name: r for r in predictions(tmp_path / "grey")}
-    probs = lambda r: [r[f"p_{c}"] for c in CLASSES]  # noqa: E731
+    probs = lambda r: [r[f"p_{c}"] for c in CLASSES]
     assert probs(grey_rows["red.png"]) == probs(grey_rows["grey76.png"]) == probs(colour_rows["grey76.png"])
     assert probs(colour_rows["red.png"]) != probs(grey_rows["red.png"])
 
@@ -519,12 +522,94 @@ def test_test_with_a_truncated_checkpoint_is_one_named_line(fitted, tmp_path):
         main(["test", "--data", "synthetic", "--ckpt_path", str(truncated)])
 
 
-@pytest.mark.parametrize(
-    "config", sorted((REPO / "experiments").rglob("*.yaml")), ids=lambda path: f"{path.parent.name}/{path.name}"
-)
-def test_experiment_configs_parse(config, capsys):
-    """Every committed experiment config passes the CLI's type checks (a renamed option fails here, not mid-bench)."""
+def _experiment_rows():
+    """Every stand-alone experiment file and every index row (its configs composed left to right)."""
+    from benchmarks.run import experiment_files, experiment_index
+
+    rows = []
+    for folder in sorted(p for p in (REPO / "experiments").iterdir() if p.is_dir()):
+        rows += [(f"{folder.name}/{f.stem}", [f]) for f in sorted(folder.glob("*.yaml")) if f.name != "index.yaml"]
+        rows += [(f"{folder.name}/{row}", experiment_files(folder.name, row))
+                 for row in (experiment_index(folder.name).get("rows") or {})]
+    return rows
+
+
+@pytest.mark.parametrize("name,configs", _experiment_rows(), ids=lambda v: v if isinstance(v, str) else "")
+def test_experiment_configs_parse(name, configs, capsys):
+    """Every committed experiment parses with the CLI's type checks (a renamed option fails here, not mid-bench)."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(config), "--print_config"])
+        main(["fit", *[a for c in configs for a in ("--config", str(c))], "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "class_path: fer_zoo.models." in capsys.readouterr().out
+
+
+def test_index_rows_name_existing_configs_and_deltas_are_short():
+    from benchmarks.run import experiment_index
+
+    for folder in (p for p in (REPO / "experiments").iterdir() if (p / "index.yaml").is_file()):
+        index = experiment_index(folder.name)
+        for row, entry in index["rows"].items():
+            assert all((folder / c).is_file() for c in entry["configs"]), row
+            assert entry["configs"][0].startswith("_base/"), f"{row}: a row starts from a protocol base"
+            for delta in entry["configs"][1:]:
+                assert "class_path: fer_zoo.datamodules" not in (folder / delta).read_text(), f"{delta} repeats data"
+
+
+def test_fit_without_data_uses_the_synthetic_faces(capsys):
+    """The README's own command: ``fer-zoo fit --model lacovl`` with no --data."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model", "lacovl", "--print_config"])
+    assert exit_info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "fer_zoo.datamodules.SyntheticDataModule" in out and "fer_zoo.models.LaCoVL" in out
+
+
+def test_unknown_model_or_data_alias_is_one_line():
+    with pytest.raises(SystemExit, match="unknown --model 'nosuchmodel'; one of baseline, .*lacovl") as info:
+        main(["fit", "--model", "nosuchmodel"])
+    assert "\n" not in str(info.value)
+    with pytest.raises(SystemExit, match="unknown --data 'rafbd'"):
+        main(["fit", "--model", "baseline", "--data", "rafbd"])
+
+
+def test_missing_dataset_root_is_two_lines_without_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "fer_zoo", "fit", "--model", "baseline", "--data", "ferplus", "--data.root",
+           str(tmp_path / "nowhere"), "--trainer.fast_dev_run", "true", "--run_dir", str(tmp_path / "run")]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "WANDB_MODE": "disabled"})
+    assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout
+    last = result.stderr.strip().splitlines()[-2:]
+    assert last[0].startswith("fer-zoo fit: ferplus: expected") and str(tmp_path / "nowhere") in last[0]
+    assert "--data.root" in last[1]
+
+
+def test_corrupt_image_under_test_is_named_without_traceback(fitted, tmp_path):
+    for name in CLASSES:
+        (tmp_path / "faces" / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32), (120, 90, 80)).save(tmp_path / "faces" / name / "ok.png")
+    (tmp_path / "faces" / "fear" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(SystemExit, match=r"^fer-zoo test: .*faces/fear/bad.png: cannot read image") as info:
+        main(["test", "--data", "imagefolder", "--data.root", str(tmp_path / "faces"), "--data.num_workers", "1",
+              "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path / "run")])
+    assert len(str(info.value).splitlines()) <= 2
+
+
+def test_epoch_line_reports_loss_validation_speed_and_eta():
+    from fer_zoo.callbacks import epoch_line
+
+    class Throughput:
+        images_per_second = 64.25
+
+    trainer = SimpleNamespace(current_epoch=1, max_epochs=10,
+                              callback_metrics={"train/loss": torch.tensor(0.5), "val/acc": torch.tensor(0.8125)})
+    line = epoch_line(trainer, time.perf_counter() - 120.0, 0, Throughput())
+    # 2 epochs in 2 minutes: 8 left take 8 minutes
+    assert line.startswith("epoch 2/10  train/loss 0.5000  val/acc 0.8125  64.2 img/s  elapsed 2.0 min  ETA 8.0 min")
+
+
+def test_wandb_names_come_from_the_experiment_not_the_model_class():
+    from fer_zoo.cli import experiment_name
+
+    base, delta = Path("experiments/ferplus/_base/ferplus-face.yaml"), Path("experiments/ferplus/face/x.yaml")
+    assert experiment_name([base, delta], "baseline") == "ferplus-face+x"
+    assert experiment_name(None, "baseline") == "baseline"

@@ -121,11 +121,11 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     """A write that fails part-way (ENOSPC on the 5th checkpoint) is one line; last.ckpt stays the step-4 one."""
     import errno
 
-    import fer_zoo.callbacks as callbacks
+    from fer_zoo import callbacks
 
     real_write, calls = callbacks.write_file, []
 
-    def write_until_the_disk_fills(path, data):  # noqa: ANN001, ANN202
+    def write_until_the_disk_fills(path, data):
         calls.append(path)
         if len(calls) == 5:
             path.write_bytes(bytes(data)[: len(data) // 2])  # half of it reaches the disk

@@ -11,11 +11,11 @@ from fer_zoo.datamodules.datasets import (
 from fer_zoo.datamodules.folder import FolderDataModule
 
 __all__ = [
-    "FERDataModule",
-    "SyntheticDataModule",
-    "FERPlusDataModule",
-    "RAFDBDataModule",
     "AffectNetDataModule",
+    "FERDataModule",
+    "FERPlusDataModule",
     "FolderDataModule",
     "ImageFolderDataModule",
+    "RAFDBDataModule",
+    "SyntheticDataModule",
 ]

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from fer_zoo.datamodules.samplers import SAMPLERS, ProgressivelyBalancedSampler
 from fer_zoo.datasets.base import FERDataset
+from fer_zoo.errors import OptionError
 from fer_zoo.labels import class_names
 from fer_zoo.transforms import FERTransform
 from fer_zoo.transforms.augment import AUGMENTATIONS
@@ -41,7 +42,7 @@ class FERDataModule(L.LightningDataModule):
         augment: str = "standard",
         hflip: float = 0.5,
         sampler: str = "none",
-        progressive_epochs: int = 0,
+        progressive_epochs: int | None = None,
         cache_dir: str | None = None,
         skip_corrupt: bool = False,
         landmarks: str = "dataset",
@@ -67,7 +68,8 @@ class FERDataModule(L.LightningDataModule):
             hflip: training horizontal-flip probability (landmarks are re-ordered).
             sampler: ``none``, ``class_balanced`` or ``progressive`` (instance- to class-balanced
                 over ``progressive_epochs``).
-            progressive_epochs: epochs of the progressive schedule.
+            progressive_epochs: epochs of the progressive schedule (None: the fit's ``max_epochs``, the
+                official schedule spanning the whole run, so the last epoch is class-balanced).
             cache_dir: where packed image caches live (default ``$FER_ZOO_HOME/cache``).
             skip_corrupt: skip and count unreadable images instead of stopping at the first.
             landmarks: landmark source: ``dataset`` (the dataset's own), ``mediapipe`` (the cache of
@@ -93,9 +95,9 @@ class FERDataModule(L.LightningDataModule):
         # Stored in checkpoints, so `fer-zoo predict` can reuse the training input size.
         self.save_hyperparameters()
         if sampler not in SAMPLERS:
-            raise ValueError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
+            raise OptionError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
         if augment not in AUGMENTATIONS:
-            raise ValueError(f"data.augment must be one of {AUGMENTATIONS}, got {augment!r}")
+            raise OptionError(f"data.augment must be one of {AUGMENTATIONS}, got {augment!r}")
         image_size = image_size or self.default_image_size
         self.hparams.image_size = image_size  # checkpoints record the size actually used
         self.image_size, self.batch_size = image_size, batch_size
@@ -104,18 +106,18 @@ class FERDataModule(L.LightningDataModule):
         self.sampler, self.progressive_epochs = sampler, progressive_epochs
         self.cache_dir, self.skip_corrupt = cache_dir, skip_corrupt
         if landmark_layout not in (68, 19):
-            raise ValueError(f"data.landmark_layout must be 68 or 19, got {landmark_layout}")
+            raise OptionError(f"data.landmark_layout must be 68 or 19, got {landmark_layout}")
         self.landmarks, self.landmark_layout = landmarks, landmark_layout
         from fer_zoo.datasets.noise import NOISE_TYPES
 
         if not 0.0 <= label_noise < 1.0:
-            raise ValueError(f"data.label_noise must be in [0, 1), got {label_noise}")
+            raise OptionError(f"data.label_noise must be in [0, 1), got {label_noise}")
         if noise_type not in NOISE_TYPES:
-            raise ValueError(f"data.noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
+            raise OptionError(f"data.noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
         self.label_noise, self.noise_type, self.noise_seed = label_noise, noise_type, noise_seed
         self.positive_pairs = positive_pairs
         if not 0.0 < train_fraction <= 1.0:
-            raise ValueError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
+            raise OptionError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
         self.train_fraction, self.subset_seed = train_fraction, subset_seed
         self.model_classes = list(model_classes) if model_classes else None
         if self.model_classes:
@@ -124,7 +126,7 @@ class FERDataModule(L.LightningDataModule):
             try:
                 index_map(self.model_classes, [])
             except ValueError as error:
-                raise ValueError(f"data.model_classes: {error}") from None
+                raise OptionError(f"data.model_classes: {error}") from None
         self.datasets: dict[str, FERDataset] = {}
 
     # --- what the model needs to know -------------------------------------------------
@@ -140,9 +142,12 @@ class FERDataModule(L.LightningDataModule):
 
     @functools.cached_property
     def cross_dataset(self) -> dict[str, list[str]] | None:
-        """Under cross-dataset evaluation, the model's classes the data has (``shared``) and the data's
+        """The classes shared by model and data under cross-dataset evaluation.
+
+        Under cross-dataset evaluation, the model's classes the data has (``shared``) and the data's
         classes the model lacks (``left_out``); None when the model was trained on these classes. Computed once
-        (the model asks for it every evaluation batch; an image folder's classes come from a directory scan)."""
+        (the model asks for it every evaluation batch; an image folder's classes come from a directory scan).
+        """
         if not self.model_classes or list(self.model_classes) == self.dataset_classes:
             return None
         data = set(self.dataset_classes)
@@ -193,6 +198,13 @@ class FERDataModule(L.LightningDataModule):
             self.dataset(split)
 
     # --- loaders ----------------------------------------------------------------------
+    def progressive_schedule_epochs(self) -> int:
+        """Epochs of the progressive sampler's schedule: ``progressive_epochs``, else the fit's ``max_epochs``."""
+        if self.progressive_epochs is not None:
+            return self.progressive_epochs
+        max_epochs = getattr(self.trainer, "max_epochs", None) if self.trainer is not None else None
+        return max(int(max_epochs), 1) if max_epochs and max_epochs > 0 else 1
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         data = self.dataset(split)
         if train and self.positive_pairs:
@@ -201,7 +213,7 @@ class FERDataModule(L.LightningDataModule):
             data = PositivePairs(data, seed=torch.initial_seed() % 2**31)
         sampler = None
         if train and self.sampler != "none":
-            epochs = 0 if self.sampler == "class_balanced" else self.progressive_epochs
+            epochs = 0 if self.sampler == "class_balanced" else self.progressive_schedule_epochs()
             seed = torch.initial_seed() % 2**31  # seed_everything makes it equal on every rank
             epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
             sampler = ProgressivelyBalancedSampler(data.labels, self.num_classes, epochs, seed, epoch_fn)

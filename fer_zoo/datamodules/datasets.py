@@ -12,6 +12,7 @@ from fer_zoo.datasets.ferplus import FERPlus, LabelMode, VoteSource
 from fer_zoo.datasets.imagefolder import ImageFolderFER, folder_classes
 from fer_zoo.datasets.rafdb import RAFDB
 from fer_zoo.datasets.synthetic import SyntheticFER
+from fer_zoo.errors import OptionError
 from fer_zoo.transforms import FERTransform
 
 
@@ -155,7 +156,7 @@ class AffectNetDataModule(RAFDBDataModule):
         """
         super().__init__(root, val_fraction, split_seed, **kwargs)
         if protocol not in (7, 8):
-            raise ValueError(f"data.protocol must be 7 or 8 for AffectNet, got {protocol}")
+            raise OptionError(f"data.protocol must be 7 or 8 for AffectNet, got {protocol}")
         self.dataset_name = f"affectnet{protocol}"
         self.protocol = protocol
 
@@ -191,7 +192,7 @@ class ImageFolderDataModule(_OnDiskDataModule):
     def dataset_classes(self) -> list[str]:
         """The canonical classes of the class folders, in canonical order."""
         if not self.root:
-            raise ValueError("imagefolder: no dataset root given; pass --data.root PATH")
+            raise OptionError("imagefolder: no dataset root given; pass --data.root PATH")
         return list(folder_classes(self.root))
 
     def dataset_options(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fer_zoo.datamodules.base import FERDataModule
 from fer_zoo.datasets.errors import CorruptImageError, DatasetNotFoundError
+from fer_zoo.errors import OptionError
 from fer_zoo.transforms import FERTransform
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class FolderImages(Dataset):
             CorruptImageError: naming a file that cannot be decoded.
         """
         if frame_stride < 1:
-            raise ValueError(f"data.frame_stride must be >= 1, got {frame_stride}")
+            raise OptionError(f"data.frame_stride must be >= 1, got {frame_stride}")
         root = Path(root).expanduser()
         suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
@@ -203,7 +204,7 @@ class FolderDataModule(FERDataModule):
         """
         super().__init__(image_size=image_size or 64, **kwargs)
         if not 0.0 <= temporal_smoothing < 1.0:
-            raise ValueError(f"data.temporal_smoothing must be in [0, 1), got {temporal_smoothing}")
+            raise OptionError(f"data.temporal_smoothing must be in [0, 1), got {temporal_smoothing}")
         self.root, self.detect, self._class_names = root, detect_faces, class_names
         self.greyscale, self.frame_stride, self.temporal_smoothing = greyscale, frame_stride, temporal_smoothing
 
@@ -211,13 +212,13 @@ class FolderDataModule(FERDataModule):
     def class_names(self) -> list[str]:
         """The model's class names (from the checkpoint)."""
         if not self._class_names:
-            raise ValueError("folder: class names unknown; pass --ckpt_path (or --data.class_names)")
+            raise OptionError("folder: class names unknown; pass --ckpt_path (or --data.class_names)")
         return list(self._class_names)
 
     def setup(self, stage: str | None = None) -> None:
         """Index the folder."""
         if not self.root:
-            raise ValueError("folder: pass the images with --data.root PATH")
+            raise OptionError("folder: pass the images with --data.root PATH")
         self.datasets["predict"] = FolderImages(
             self.root, self.transform(False), self.detect, bool(self.greyscale), self.frame_stride
         )

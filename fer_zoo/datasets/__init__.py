@@ -9,13 +9,13 @@ from fer_zoo.datasets.rafdb import RAFDB
 from fer_zoo.datasets.synthetic import SyntheticFER
 
 __all__ = [
-    "FERDataset",
-    "FERPlus",
     "RAFDB",
     "AffectNet",
-    "SyntheticFER",
-    "ImageFolderFER",
-    "DatasetNotFoundError",
-    "LabelError",
     "CorruptImageError",
+    "DatasetNotFoundError",
+    "FERDataset",
+    "FERPlus",
+    "ImageFolderFER",
+    "LabelError",
+    "SyntheticFER",
 ]

@@ -12,9 +12,12 @@ import pandas as pd
 
 from fer_zoo.datasets.base import FERDataset, Manifest, PathArray, holdout
 from fer_zoo.datasets.errors import DatasetNotFoundError, LabelError
+from fer_zoo.errors import OptionError
 
 LISTS = Path("Manually_Annotated_file_lists")
 IMAGES = Path("Manually_Annotated_Images")
+# The release archive unpacks its images one level deeper: Manually_Annotated/Manually_Annotated_Images/
+RELEASE_IMAGES = Path("Manually_Annotated") / IMAGES
 CSV_FILES = {"train": "training.csv", "test": "validation.csv"}
 COLUMNS = [
     "subDirectory_filePath",
@@ -29,7 +32,8 @@ COLUMNS = [
 ]
 LAYOUT = """  <root>/Manually_Annotated_file_lists/training.csv, validation.csv
       (header: subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal)
-  <root>/Manually_Annotated_Images/<subdir>/<file>.jpg"""
+  <root>/Manually_Annotated_Images/<subdir>/<file>.jpg
+  (or <root>/Manually_Annotated/Manually_Annotated_Images/..., as the release archive unpacks)"""
 NUM_LANDMARKS = 68
 
 
@@ -85,6 +89,7 @@ class AffectNet(FERDataset):
 
         <root>/Manually_Annotated_file_lists/{training,validation}.csv
         <root>/Manually_Annotated_Images/<subDirectory_filePath>
+        (or <root>/Manually_Annotated/Manually_Annotated_Images/..., the release archive's own folder)
 
     The official test set is unreleased: ``test`` is ``validation.csv``, and ``val`` is a
     stratified ``val_fraction`` held out from ``training.csv`` so selection never uses it.
@@ -116,7 +121,7 @@ class AffectNet(FERDataset):
             **kwargs: passed to :class:`FERDataset`.
         """
         if num_classes not in (7, 8):
-            raise ValueError(f"affectnet: num_classes must be 7 or 8, got {num_classes}")
+            raise OptionError(f"affectnet: num_classes must be 7 or 8, got {num_classes}")
         self.name = f"affectnet{num_classes}"
         self.num_classes, self.val_fraction, self.split_seed = num_classes, val_fraction, split_seed
         super().__init__(root, split, **kwargs)
@@ -125,6 +130,12 @@ class AffectNet(FERDataset):
         """The CSV a split reads: ``validation.csv`` for test, ``training.csv`` for train and val."""
         return self.root / LISTS / CSV_FILES["test" if split == "test" else "train"]
 
+    @property
+    def images_dir(self) -> Path:
+        """``Manually_Annotated_Images/`` under the root, or under ``Manually_Annotated/`` as the archive unpacks."""
+        nested = self.root / RELEASE_IMAGES
+        return nested if not (self.root / IMAGES).exists() and nested.is_dir() else self.root / IMAGES
+
     def index_sources(self, split: str) -> list[Path]:
         """The split's CSV: its parsed rows are cached as memory-mapped arrays (287 k rows in full)."""
         return [self.csv_path(split)]
@@ -132,7 +143,7 @@ class AffectNet(FERDataset):
     def index_params(self, split: str) -> dict[str, Any]:
         """The protocol and the validation hold-out change the parsed rows."""
         return {**super().index_params(split), "classes": self.num_classes, "val": self.val_fraction,
-                "seed": self.split_seed}
+                "seed": self.split_seed, "images": str(self.images_dir)}
 
     def load_manifest(self, split: str) -> Manifest:
         """Parse the split's CSV, drop the rows the protocol excludes, and map landmarks into the crop.
@@ -141,7 +152,7 @@ class AffectNet(FERDataset):
         string is ~700 B) are alive at a time, so the parser's heap does not grow with the file.
         """
         csv_path = self.csv_path(split)
-        for required in (csv_path, self.root / IMAGES):
+        for required in (csv_path, self.images_dir):
             if not required.exists():
                 raise DatasetNotFoundError("affectnet", self.root, required, LAYOUT)
         summary = {f"dropped_expression_{i}": 0 for i in (8, 9, 10)}
@@ -203,7 +214,7 @@ class AffectNet(FERDataset):
         size = np.array(self.cache_size[::-1], dtype=np.float32)  # (w, h)
         landmarks = parse_landmark_column(table["facial_landmarks"], lines, csv_path)
         landmarks = (landmarks - boxes[:, None, :2]) * (size / np.maximum(boxes[:, 2:], 1.0))[:, None, :]
-        prefix = os.fsencode(str(self.root / IMAGES)) + b"/"  # one byte string per row, not a Path object
+        prefix = os.fsencode(str(self.images_dir)) + b"/"  # one byte string per row, not a Path object
         return {
             "labels": expression[keep].astype(np.int64),
             "boxes": boxes,

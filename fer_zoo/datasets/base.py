@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fer_zoo.datasets.cache import PackedImages, cached_index
+from fer_zoo.errors import OptionError
 from fer_zoo.labels import class_names, index_map
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,12 @@ class PathArray(Sequence):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 (int or index array)
+    def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
             return Path(os.fsdecode(self.data[index]))
         return PathArray(self.data[index])
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return (Path(os.fsdecode(b)) for b in self.data)
 
 
@@ -72,7 +73,7 @@ class Manifest:
         if len(keep) == len(self.labels) and np.array_equal(keep, np.arange(len(keep))):
             # Everything, in order: share the arrays (they may be memory-mapped) instead of copying.
             return Manifest(self.files, self.labels, self.targets, self.landmarks, self.boxes, dict(self.summary))
-        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        pick = lambda a: None if a is None else a[keep]
         return Manifest(
             self.files[keep] if isinstance(self.files, PathArray) else [self.files[i] for i in keep],
             self.labels[keep],
@@ -136,12 +137,12 @@ class FERDataset(Dataset):
                 instead of raising an error that names the first one.
         """
         if split not in SPLITS:
-            raise ValueError(f"{self.name}: split must be one of {SPLITS}, got {split!r}")
+            raise OptionError(f"{self.name}: split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.transform = Path(root), split, transform
         self.classes = self.class_order()
         manifest = self._load_manifest_cached(split, cache_dir)
         if len(manifest.files) == 0:
-            raise ValueError(f"{self.name}: split {split!r} under {self.root} has no samples")
+            raise OptionError(f"{self.name}: split {split!r} under {self.root} has no samples")
         packed = PackedImages.build(
             manifest.files,
             self.cache_size,
@@ -183,7 +184,7 @@ class FERDataset(Dataset):
         from fer_zoo.landmarks import convert
 
         if source not in LANDMARK_SOURCES:
-            raise ValueError(f"data.landmarks must be one of {LANDMARK_SOURCES}, got {source!r}")
+            raise OptionError(f"data.landmarks must be one of {LANDMARK_SOURCES}, got {source!r}")
         self.landmark_found = None
         if source == "none":
             self.manifest.landmarks = None
@@ -213,7 +214,7 @@ class FERDataset(Dataset):
         the same images in every run and on every rank. Recorded in :attr:`summary`.
         """
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"{self.name}/{self.split}: subset fraction must be in (0, 1], got {fraction}")
+            raise OptionError(f"{self.name}/{self.split}: subset fraction must be in (0, 1], got {fraction}")
         if fraction == 1.0:
             return
         before = len(self)

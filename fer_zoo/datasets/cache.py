@@ -202,8 +202,10 @@ class PackedImages:
 
 
 def _intact(path: Path, meta_path: Path, shape: tuple[int, ...]) -> bool:
-    """Whether a cache file has exactly the bytes its shape needs and readable metadata (a cheap check,
-    run on every open; the pixels' SHA-1 in the metadata is for derived caches, too slow to check here)."""
+    """Whether a cache file has exactly the bytes its shape needs and readable metadata.
+
+    A cheap check, run on every open; the pixels' SHA-1 in the metadata is for derived caches, too slow to check here).
+    """
     try:
         json.loads(meta_path.read_text())
     except (OSError, ValueError):
@@ -226,7 +228,7 @@ INDEX_ARRAYS = ("files", "labels", "targets", "landmarks", "boxes")
 def cached_index(
     sources: Sequence[Path],
     params: dict,
-    parse,  # noqa: ANN001 (a callable returning (arrays, summary))
+    parse,
     cache_dir: str | Path | None = None,
     name: str = "index",
 ) -> tuple[dict[str, np.ndarray], dict]:
@@ -290,5 +292,5 @@ def _open_index(directory: Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta["summary"]
 
 
-def _plain(value):  # noqa: ANN001, ANN202 (json.dumps hook: numpy scalars in a summary)
+def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fer_zoo.errors import InputError, OptionError
 
-class DatasetNotFoundError(FileNotFoundError):
+__all__ = ["CorruptImageError", "DatasetNotFoundError", "InputError", "LabelError", "OptionError"]
+
+
+class DatasetNotFoundError(FileNotFoundError, InputError):
     """A dataset root is missing or is not in the expected official layout."""
 
     def __init__(self, dataset: str, root: str | Path, missing: str | Path, layout: str) -> None:
@@ -24,7 +28,7 @@ class DatasetNotFoundError(FileNotFoundError):
         )
 
 
-class LabelError(ValueError):
+class LabelError(ValueError, InputError):
     """A label file holds an unknown label id or a malformed line."""
 
     def __init__(self, path: str | Path, line: int, message: str) -> None:
@@ -33,5 +37,5 @@ class LabelError(ValueError):
         self.path, self.line = Path(path), line
 
 
-class CorruptImageError(OSError):
+class CorruptImageError(OSError, InputError):
     """An image cannot be read or decoded."""

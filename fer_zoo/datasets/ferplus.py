@@ -11,6 +11,7 @@ import torch
 
 from fer_zoo.datasets.base import FERDataset, Manifest
 from fer_zoo.datasets.errors import DatasetNotFoundError, LabelError
+from fer_zoo.errors import OptionError
 
 FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
 USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
@@ -172,9 +173,9 @@ class FERPlus(FERDataset):
             **kwargs: passed to :class:`FERDataset` (transform, cache_dir, skip_corrupt).
         """
         if label_mode not in LABEL_MODES:
-            raise ValueError(f"ferplus: label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+            raise OptionError(f"ferplus: label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
         if votes not in VOTE_SOURCES:
-            raise ValueError(f"ferplus: votes must be one of {VOTE_SOURCES}, got {votes!r}")
+            raise OptionError(f"ferplus: votes must be one of {VOTE_SOURCES}, got {votes!r}")
         self.label_mode = label_mode if split == "train" else "majority"
         self.votes = votes
         super().__init__(root, split, **kwargs)

@@ -57,9 +57,12 @@ class PositivePairs(Dataset):
         return choice if choice != index else int(members[-1])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """The anchor sample plus ``positive_image`` and ``positive_index``."""
+        """The anchor sample plus ``positive_image``, ``positive_index`` (and ``positive_target`` with soft labels)."""
         sample = dict(self.dataset[index])
         positive = self.positive_index(index)
-        sample["positive_image"] = self.dataset[positive]["image"]
+        other = self.dataset[positive]
+        sample["positive_image"] = other["image"]
+        if "target" in other:  # soft labels (FERPlus vote distributions): the positive keeps its own
+            sample["positive_target"] = other["target"]
         sample["positive_index"] = positive
         return sample

@@ -111,7 +111,7 @@ def face_landmarks(identity: dict[str, float], actions: np.ndarray) -> np.ndarra
     gap = 0.2 * open_
     upper_top = my - lip - 0.035 * max(upper_raise, 0)
     ux = np.array([-1, -0.6, -0.25, 0, 0.25, 0.6, 1])
-    curve = lambda x: -0.09 * smile * np.abs(x) ** 2  # corners up for a smile, down for sadness # noqa: E731
+    curve = lambda x: -0.09 * smile * np.abs(x) ** 2  # corners up for a smile, down for sadness
     outer_up = np.stack([ux * half, upper_top + 0.3 * lip * np.abs(ux) ** 2 + curve(ux)], 1)
     outer_up[3, 1] += 0.012  # cupid's bow
     lx = np.array([0.6, 0.25, 0, -0.25, -0.6])
@@ -208,7 +208,7 @@ def render_face(
     centre = place(np.zeros((1, 2)), np.zeros(1))[0]
 
     img = _background(rng, canvas)
-    line = lambda t: max(1, int(round(t * scale * canvas)))  # noqa: E731
+    line = lambda t: max(1, int(round(t * scale * canvas)))
     if identity["has_hair"]:
         hair_pts = place(np.array([[0.0, -0.35]]), np.zeros(1))[0]
         axes = (int(identity["face_w"] * 1.12 * scale * canvas), int(0.78 * scale * canvas))

@@ -8,4 +8,4 @@ from fer_zoo.models.lacovl import LaCoVL
 from fer_zoo.models.lanet import LANet
 from fer_zoo.models.mpa import MPA
 
-__all__ = ["E2N", "MPA", "LANet", "LaCoVL", "Baseline", "CLIPLinearProbe", "CLIPZeroShot", "FERTask"]
+__all__ = ["E2N", "MPA", "Baseline", "CLIPLinearProbe", "CLIPZeroShot", "FERTask", "LANet", "LaCoVL"]

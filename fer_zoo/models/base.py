@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from fer_zoo.errors import OptionError
 from fer_zoo.metrics import class_metrics, confusion_scores, scalar_metrics
+
+# FERTask's on_after_batch_transfer (channels-last batches) is meant to run beside any data module's hooks.
+warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "linear", "exponential", "none")
@@ -93,11 +97,11 @@ class FERTask(L.LightningModule):
         """
         super().__init__()
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+            raise OptionError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if scheduler not in SCHEDULERS:
-            raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+            raise OptionError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"model.class_names has {len(class_names)} names but num_classes={num_classes}")
+            raise OptionError(f"model.class_names has {len(class_names)} names but num_classes={num_classes}")
         self.save_hyperparameters(logger=False)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]

@@ -6,9 +6,8 @@ recommended readings (section 6, items 6-10).
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F

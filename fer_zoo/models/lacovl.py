@@ -274,17 +274,26 @@ class LaCoVL(FERTask):
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """``1/4 sum_m [CE(y_base_m) + CE(y_vis_m) + lambda CE(y_sem_m)]`` over anchor and positive.
 
+        Each term is :meth:`FERTask.classification_loss`: a sample's soft target when the data gives
+        one (the positive's own), else its hard label.
+
         The base terms only with ``objective=qcs``. The returned logits are those of the
         inference path (``y_base`` or ``y_vis`` of the anchor).
         """
         hp = self.hparams
         images, labels = batch["image"], batch["label"]
+        anchor = {k: batch[k] for k in ("label", "target") if k in batch}
+        positive = {"label": labels}  # a positive shares the anchor's (hard) class
         if "positive_image" in batch:
             positives = batch["positive_image"]
+            if "positive_target" in batch:
+                positive["target"] = batch["positive_target"]
         else:
             if "in_batch_positive" not in batch:  # fixed once per batch (SAM runs the loss twice)
                 batch["in_batch_positive"] = in_batch_positives(labels)
             positives = images[batch["in_batch_positive"]]
+            if "target" in batch:
+                positive["target"] = batch["target"][batch["in_batch_positive"]]
         patches_a, cls_a = self.encode(images)
         patches_p, cls_p = self.encode(positives)
         vis_a, vis_p = self.cross(patches_a, patches_p)
@@ -293,9 +302,9 @@ class LaCoVL(FERTask):
         logits["sem_a"], logits["sem_p"] = self.semantic(images, sem_cls_a), self.semantic(positives, sem_cls_p)
         if hp.get("objective", "figure") == "qcs":
             logits["base_a"], logits["base_p"] = self.base_head(cls_a), self.base_head(cls_p)
-        ce = {
-            name: F.cross_entropy(value, labels, label_smoothing=hp.label_smoothing) for name, value in logits.items()
-        }
+        # soft targets (e.g. FERPlus label_mode: crossentropy) reach every term, anchor and positive alike
+        ce = {name: self.classification_loss(value, anchor if name.endswith("_a") else positive)
+              for name, value in logits.items()}
         visual = ce["vis_a"] + ce["vis_p"] + ce.get("base_a", 0.0) + ce.get("base_p", 0.0)
         lam = self.semantic_weight()
         loss = 0.25 * (visual + lam * (ce["sem_a"] + ce["sem_p"]))

@@ -1,3 +1,5 @@
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -87,3 +89,89 @@ def test_test_time_flip_averages_probabilities_of_the_mirror_image_at_test_and_p
     assert torch.allclose(probs[0], expected, atol=1e-6)
     off = MirrorSensitive(num_classes=3)
     assert torch.allclose(off.evaluation_logits(image, "test"), torch.tensor([[2.0, 0.0, 0.0]]))
+
+
+class FixedLogits(Baseline):
+    """Returns the logits (2, 0, 0) whatever the image."""
+
+    def forward(self, images):
+        return torch.tensor([[2.0, 0.0, 0.0]]).expand(len(images), 3)
+
+
+def test_class_prior_comes_from_training_counts_and_posthoc_adjustment_subtracts_tau_log_prior():
+    model = FixedLogits(num_classes=3, logit_adjust_tau=1.0)
+    assert torch.allclose(model.class_prior, torch.full((3,), 1 / 3))  # before any fit: uniform
+    model.set_class_prior(torch.tensor([6.0, 3.0, 0.0]))  # an empty class counts as one sample
+    assert torch.allclose(model.class_prior, torch.tensor([0.6, 0.3, 0.1]))
+    image = torch.zeros(1, 3, 4, 4)
+    # by hand: (2, 0, 0) - log(0.6, 0.3, 0.1) = (2.5108, 1.2040, 2.3026): the rare third class overtakes
+    expected = torch.tensor([[2.0 - math.log(0.6), -math.log(0.3), -math.log(0.1)]])
+    assert torch.allclose(model.evaluation_logits(image, "test"), expected, atol=1e-5)
+    assert torch.allclose(model.evaluation_logits(image, "val"), torch.tensor([[2.0, 0.0, 0.0]]))  # selection unchanged
+    half = FixedLogits(num_classes=3, logit_adjust_tau=0.5)
+    half.set_class_prior(torch.tensor([6.0, 3.0, 1.0]))
+    by_hand = torch.tensor([[2.0 - 0.5 * math.log(0.6), -0.5 * math.log(0.3), -0.5 * math.log(0.1)]])
+    assert torch.allclose(half.evaluation_logits(image, "predict"), by_hand, atol=1e-5)
+
+
+def test_logit_adjusted_training_loss_matches_hand_computed_balanced_softmax():
+    model = FixedLogits(num_classes=3, logit_adjust_train_tau=1.0)
+    model.set_class_prior(torch.tensor([6.0, 3.0, 1.0]))
+    logits = torch.tensor([[2.0, 0.0, 0.0]])
+    # balanced softmax: CE(logits + log prior) = -log(0.1 / (0.6 e^2 + 0.3 + 0.1)) for label 2
+    by_hand = -math.log(0.1 / (0.6 * math.e**2 + 0.3 + 0.1))
+    loss = model.classification_loss(logits, {"label": torch.tensor([2])})
+    assert loss.item() == pytest.approx(by_hand, rel=1e-5)
+    # soft targets go through the same adjustment: 0.5/0.5 over classes 0 and 2
+    soft = model.classification_loss(logits, {"label": torch.tensor([0]), "target": torch.tensor([[0.5, 0.0, 0.5]])})
+    z = 0.6 * math.e**2 + 0.3 + 0.1
+    assert soft.item() == pytest.approx(-0.5 * math.log(0.6 * math.e**2 / z) - 0.5 * math.log(0.1 / z), rel=1e-5)
+    plain = FixedLogits(num_classes=3)
+    assert plain.classification_loss(logits, {"label": torch.tensor([2])}).item() == pytest.approx(
+        -math.log(1 / (math.e**2 + 2)), rel=1e-5
+    )
+
+
+def test_fit_records_the_training_prior_in_the_checkpointed_state(tmp_path):
+    data = [{"image": torch.randn(3, 16, 16), "label": torch.tensor(0 if i < 6 else 1 + i % 2)} for i in range(12)]
+
+    class Counts(L.LightningDataModule):
+        def train_dataloader(self):
+            return DataLoader(data, batch_size=4)
+
+        def class_counts(self, split="train"):
+            return torch.bincount(torch.stack([d["label"] for d in data]), minlength=3).numpy()
+
+    model = Baseline(num_classes=3, backbone="resnet18")
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=Counts())
+    assert torch.allclose(model.class_prior, torch.tensor([0.5, 0.25, 0.25]))
+    assert "class_prior" in model.state_dict()
+
+
+def test_linear_probe_trains_the_head_only_and_keeps_batchnorm_statistics(tmp_path):
+    torch.manual_seed(0)
+    model = Baseline(num_classes=3, freeze_backbone=True, lr=0.01)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head = model.head[1].weight.clone()
+    data = [{"image": torch.randn(3, 32, 32), "label": torch.tensor(i % 3)} for i in range(8)]
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(data, batch_size=4))
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and running statistics alike
+    assert not torch.equal(head, model.head[1].weight)
+    assert model.num_parameters(trainable_only=True) == 3 * 512 + 3
+
+
+def test_channels_last_gives_the_same_logits_and_converts_weights_and_batches():
+    torch.manual_seed(0)
+    model = Baseline(num_classes=3, channels_last=True).eval()
+    images = torch.randn(2, 3, 32, 32)
+    reference = model(images)
+    model.setup("test")
+    assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = model.on_after_batch_transfer({"image": images, "label": torch.tensor([0, 1])}, 0)
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(batch["image"]), reference, atol=1e-4)

@@ -91,6 +91,8 @@ class CLIPEncoder(nn.Module):
             is_image = name.startswith("visual.")
             if freeze == "all" or (freeze == "image" and is_image) or (freeze == "text" and not is_image):
                 param.requires_grad_(False)
+        # Frozen towers are in eval mode from the start: Lightning's fit does not call .train() on the model.
+        self.train()
 
     def train(self, mode: bool = True) -> CLIPEncoder:
         """Set the mode, keeping frozen towers in eval mode (dropout off, norm statistics fixed)."""

@@ -129,7 +129,7 @@ class FaceRes(nn.Module):
         The modules share this network's layers (the input adapter is in the first), so a model
         can re-assemble them into a stem and branches (LA-Net) or a pyramid (LaCoVL).
         """
-        block = lambda i: [getattr(self, f"conv_dw_{i}"), getattr(self, f"conv_pw_{i}")]  # noqa: E731
+        block = lambda i: [getattr(self, f"conv_dw_{i}"), getattr(self, f"conv_pw_{i}")]
         cuts = ((1, 1), (2, 3), (4, 5), (6, 11), (12, 13))
         out = []
         for k, (first, last) in enumerate(cuts):

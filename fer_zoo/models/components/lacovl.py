@@ -40,8 +40,9 @@ class IRBlock(nn.Module):
 
 
 class ImagePyramid(nn.Module):
-    """Trainable three-scale feature pyramid: 64/128/256 channels at strides 2/4/8 (IR) or 4/8/16 (ResNet);
-    a face network's stride-4/8/16 levels (``faceres``: 128/256/512, ``mobileface``: 32/32/64).
+    """Trainable three-scale feature pyramid.
+
+    64/128/256 channels at strides 2/4/8 (IR) or 4/8/16 (ResNet); a face network's stride-4/8/16 levels (``faceres``: 128/256/512, ``mobileface``: 32/32/64).
 
     ``ir50`` is the first three stages of an IR-50 (3, 4 and 14 units), the face-recognition
     backbone of POSTER++; ``resnet18`` is torchvision's layer1-3 (cheaper on CPU).

@@ -115,8 +115,10 @@ class PairScorer(nn.Module):
     """LDE's learned pair score: ``fc_in``, split into halves, an MLP on ``[f1_i ; f2_j]``, softmax over 2."""
 
     def __init__(self, dim: int) -> None:
-        """Args:
-        dim: feature dimension (even).
+        """Build the layers.
+
+        Args:
+            dim: feature dimension (even).
         """
         super().__init__()
         self.fc_in = nn.Linear(dim, dim)

@@ -139,7 +139,6 @@ def _attr_strings(node: dict, key: str) -> list[str]:
 
 def same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
     """TensorFlow ``SAME`` padding of an NCHW tensor (the extra pixel goes bottom/right)."""
-
     pads = []
     for size, k, s in zip(reversed(x.shape[-2:]), reversed(kernel), reversed(stride)):
         total = max((math.ceil(size / s) - 1) * s + k - size, 0)

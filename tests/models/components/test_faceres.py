@@ -78,7 +78,7 @@ def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
 def graph_forward(w: dict[str, np.ndarray], x: torch.Tensor) -> torch.Tensor:
     """The TF.js graph's ops in order (conv + shift, depthwise * mul + shift, ReLU6), from the raw weights."""
     t = {k: torch.from_numpy(v) for k, v in w.items()}
-    relu6 = lambda y: y.clamp(0.0, 6.0)  # noqa: E731
+    relu6 = lambda y: y.clamp(0.0, 6.0)
     y = F.conv2d(same_pad(x, 3, 2), t["conv1/convolution/merged_input"].permute(3, 2, 0, 1), stride=2)
     y = relu6(y + t["conv1_bn/batchnorm_1/sub"].view(1, -1, 1, 1))
     for i, (_, stride) in enumerate(BLOCKS, start=1):
