@@ -73,8 +73,11 @@ def write_rafdb(root: Path, train_per_class: int = 4, test_per_class: int = 2) -
     (root / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
 
 
-def write_affectnet(root: Path, per_class: int = 3) -> dict[str, int]:
+def write_affectnet(root: Path, per_class: int = 3, images: str = "Manually_Annotated_Images") -> dict[str, int]:
     """AffectNet: Manually_Annotated_file_lists/{training,validation}.csv + Manually_Annotated_Images/.
+
+    ``images`` is the image folder under ``root`` (the release archive's own is
+    ``Manually_Annotated/Manually_Annotated_Images``).
 
     Each image is 160x120 with the face box (20, 10, 80, 100); landmarks are the box corners and
     centre repeated. Adds one row each with expression 8, 9 and 10 per file.
@@ -86,7 +89,7 @@ def write_affectnet(root: Path, per_class: int = 3) -> dict[str, int]:
         lines = [header]
         for expression in list(range(8)) * per_class + [8, 9, 10]:
             sub = f"{rng.integers(1, 999)}/{rng.integers(1 << 60):x}.jpg"
-            path = root / "Manually_Annotated_Images" / sub
+            path = root / images / sub
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(path)
             points = np.tile([[20, 10], [100, 110], [60, 60], [20, 110]], (17, 1)).astype(float)

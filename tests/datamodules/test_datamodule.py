@@ -36,6 +36,20 @@ def test_missing_root_is_a_clear_error():
         SyntheticDataModule(sampler="nope")
 
 
+def test_progressive_schedule_spans_the_fit_unless_set():
+    from types import SimpleNamespace
+
+    dm = SyntheticDataModule(sampler="progressive", num_train=40, num_val=8, num_test=8, num_workers=0)
+    dm.trainer = SimpleNamespace(max_epochs=12, current_epoch=0)
+    assert dm.progressive_schedule_epochs() == 12  # the official schedule: the whole run
+    set_here = SyntheticDataModule(sampler="progressive", progressive_epochs=5, num_workers=0)
+    set_here.trainer = dm.trainer
+    assert set_here.progressive_schedule_epochs() == 5
+    dm.setup("fit")
+    sampler = dm.train_dataloader().sampler
+    assert sampler.total_epochs == 12
+
+
 def test_progressive_sampler_moves_to_class_balanced():
     labels = np.array([0] * 90 + [1] * 10)
     sampler = ProgressivelyBalancedSampler(labels, 2, total_epochs=4, seed=0)

@@ -3,6 +3,7 @@ import pytest
 
 from fer_zoo.datasets.affectnet import AffectNet
 from fer_zoo.datasets.errors import LabelError
+from tests.fakes import write_affectnet
 
 
 def test_protocols_drop_and_count(affectnet_root):
@@ -125,3 +126,11 @@ def test_chunked_parse_gives_the_same_rows_and_line_numbers(affectnet_root, tmp_
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(LabelError, match=r"validation.csv:11: facial_landmarks has 3 numbers"):
         AffectNet(root, "test", cache_dir=tmp_path / "c")
+
+
+def test_release_archive_layout_with_nested_image_folder(tmp_path):
+    """The release unpacks to Manually_Annotated/Manually_Annotated_Images/: read it where it lies."""
+    write_affectnet(tmp_path, per_class=1, images="Manually_Annotated/Manually_Annotated_Images")
+    test = AffectNet(tmp_path, "test", num_classes=8)
+    assert len(test) == 8 and test.images_dir == tmp_path / "Manually_Annotated" / "Manually_Annotated_Images"
+    assert test[0]["image"].shape[0] == 3

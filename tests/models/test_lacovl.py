@@ -198,3 +198,23 @@ def test_positive_pairs_differ_across_workers_and_epochs():
     assert (first[0] != first[1]).float().mean() > 0.9
     assert (epochs[0] != epochs[1]).float().mean() > 0.9
     assert (epochs[0] != torch.arange(200)).all()
+
+
+def test_soft_targets_reach_every_term_and_the_in_batch_positive_keeps_its_own(model):
+    torch.manual_seed(2)
+    labels = torch.tensor([0, 1, 0, 2])
+    target = torch.tensor([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.2, 0.8]])
+    batch = {"image": torch.randn(4, 3, 48, 48), "label": labels, "target": target}
+    model.eval()  # dropout off: the same logits twice
+    with torch.no_grad():
+        loss, _, extra = model.training_loss(batch)
+        positives = batch["in_batch_positive"]
+        vis_a, vis_p = model.cross(model.encode(batch["image"])[0], model.encode(batch["image"][positives])[0])
+    model.train()
+    smoothing = model.hparams.label_smoothing
+    by_hand_a = F.cross_entropy(vis_a, target, label_smoothing=smoothing)
+    by_hand_p = F.cross_entropy(vis_p, target[positives], label_smoothing=smoothing)
+    assert torch.allclose(extra["ce_vis_a"], by_hand_a, atol=1e-5)
+    assert torch.allclose(extra["ce_vis_p"], by_hand_p, atol=1e-5)
+    hard = F.cross_entropy(vis_a, labels, label_smoothing=smoothing)
+    assert not torch.allclose(extra["ce_vis_a"], hard, atol=1e-3)  # the soft target changed the loss

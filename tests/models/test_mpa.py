@@ -40,6 +40,28 @@ def test_frozen_clip_stays_in_eval_mode_while_training(tiny_mpa):
     assert tiny_mpa.visual_prompts.training and tiny_mpa.text_prompts.training
 
 
+def test_frozen_clip_is_in_eval_mode_inside_a_real_fit_step(tmp_path):
+    """Lightning's fit does not call .train(): the towers must be in eval mode from construction."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(any(m.training for m in pl_module.clip.model.modules()))
+
+    torch.manual_seed(0)
+    model = MPA(num_classes=3, class_names=NAMES, clip_arch="FERZoo-Tiny")
+    data = [{"image": torch.randn(3, 32, 32), "label": torch.tensor(i % 3)} for i in range(4)]
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()],
+                        default_root_dir=tmp_path, limit_val_batches=0)
+    model.on_fit_start = lambda: None  # prototypes need a data module; not what this test is about
+    trainer.fit(model, DataLoader(data, batch_size=2))
+    assert seen == [False, False]
+
+
 def test_hard_prompts_hold_name_and_description(tiny_mpa):
     assert tiny_mpa.hard_prompts[0].startswith("a photo of a person making a facial expression of happiness. raised")
 
