@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import torch
 import pytest
 
 from tests.conftest import REPO
@@ -340,3 +341,20 @@ def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
     assert not needs_landmark_net("ferplus", "baseline-faceres")
     assert not needs_landmark_net("ferplus", "baseline-lacovl-recipe")
     assert not needs_landmark_net("synthetic", "mpa")
+
+
+def test_logit_adjustment_scores_and_tau_choice_by_hand():
+    from benchmarks.logit_adjust import choose_tau, scores
+
+    # two classes, prior (0.8, 0.2): log-prior gap log(4) = 1.386
+    log_prior = torch.log(torch.tensor([0.8, 0.2]))
+    logits = torch.tensor([[1.0, 0.0], [0.5, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([1, 1, 0, 1])
+    plain = scores(logits, labels, log_prior, 0.0)
+    assert plain["acc"] == pytest.approx(0.5) and plain["per_class_acc"] == pytest.approx([1.0, 1 / 3])
+    # tau = 1: margins shift by 1.386, so samples 0 (1.0) and 1 (0.5) flip to class 1; sample 2 (2.0) stays 0
+    adjusted = scores(logits, labels, log_prior, 1.0)
+    assert adjusted["acc"] == pytest.approx(1.0) and adjusted["mca"] == pytest.approx(1.0)
+    val = {0.0: {"acc": 0.80, "mca": 0.50}, 0.5: {"acc": 0.79, "mca": 0.60}, 1.0: {"acc": 0.70, "mca": 0.75}}
+    assert choose_tau(val, max_oa_drop=1.5) == 0.5  # tau 1.0 costs 10 points of validation OA
+    assert choose_tau(val, max_oa_drop=15.0) == 1.0
