@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pandas as pd
-import torch
 import pytest
+import torch
 
 from tests.conftest import REPO
 
