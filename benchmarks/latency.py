@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     import onnxruntime
 
     from benchmarks.peers import run_fer_package
+    from fer_zoo.checkpoints import load_task
     from fer_zoo.datasets.ferplus import FERPlus
-    from fer_zoo.export import export_onnx, load_task
+    from fer_zoo.export import export_onnx
     from fer_zoo.transforms import FERTransform
 
     test = FERPlus(a.root, "test")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.run import mean_std
-from fer_zoo.export import load_task
+from fer_zoo.checkpoints import load_task
 from fer_zoo.metrics import confusion_scores
 
 GRID = [round(0.1 * i, 2) for i in range(0, 21)]

@@ -304,7 +304,7 @@ def experiment_settings(dataset: str, model: str, overrides: list[str]) -> dict[
 def needs_landmark_net(dataset: str, model: str) -> bool:
     """Whether the model class the row's fit would build (so ``lacovl-faceres`` counts, whatever its name) has a
     frozen landmark extractor; the class is resolved from the row's CLI arguments as ``fer-zoo`` resolves it."""
-    from fer_zoo.cli import requested_model_class
+    from fer_zoo.argv import requested_model_class
 
     class_path = requested_model_class(base_args(dataset, model, None)) or ""
     return class_path.rpartition(".")[2] in LANDMARK_NET_CLASSES

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fer_zoo.checkpoints import load_task
 from fer_zoo.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
 
 FORMATS = ("onnx",)
@@ -47,28 +47,6 @@ class InferencePath(nn.Module):
         """Logits and softmax probabilities."""
         logits = self.model(images)
         return logits, logits.softmax(-1)
-
-
-def load_task(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The FER task stored in a checkpoint (class from its hyper-parameters), in eval mode, and its metadata.
-
-    The checkpoint is read with ``weights_only=True`` (it cannot run code).
-
-    Raises:
-        ValueError: naming the file when it is no readable fer-zoo checkpoint.
-    """
-    from fer_zoo.cli import read_checkpoint_meta
-
-    meta = read_checkpoint_meta(ckpt_path)
-    hparams = dict(meta["hyper_parameters"])
-    class_path = hparams.pop("_class_path", None)
-    hparams.pop("_instantiator", None)
-    if not class_path:
-        raise ValueError(f"{ckpt_path}: the checkpoint does not name its model class (not written by fer-zoo fit)")
-    module, name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
-    task = cls.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True, **hparams)
-    return task.eval(), meta
 
 
 def export_onnx(

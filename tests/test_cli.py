@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fer_zoo.cli import expand_aliases, main
+from fer_zoo.argv import expand_aliases
+from fer_zoo.cli import main
 from tests.conftest import IN_THE_WILD, REPO, needs_photos
 
 TINY = [
@@ -137,7 +138,7 @@ def test_cross_dataset_test_on_ferplus_and_a_labelled_folder(fitted, ferplus_roo
 def test_export_onnx_matches_pytorch_with_a_dynamic_batch(fitted, tmp_path):
     import onnxruntime
 
-    from fer_zoo.export import load_task
+    from fer_zoo.checkpoints import load_task
 
     ckpt = best_checkpoint(fitted)
     main(["export", "--ckpt_path", ckpt, "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
@@ -608,7 +609,7 @@ def test_epoch_line_reports_loss_validation_speed_and_eta():
 
 
 def test_wandb_names_come_from_the_experiment_not_the_model_class():
-    from fer_zoo.cli import experiment_name
+    from fer_zoo.argv import experiment_name
 
     base, delta = Path("experiments/ferplus/_base/ferplus-face.yaml"), Path("experiments/ferplus/face/x.yaml")
     assert experiment_name([base, delta], "baseline") == "ferplus-face+x"

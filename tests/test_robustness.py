@@ -176,8 +176,7 @@ def test_a_checkpoint_cannot_run_code_when_a_fit_resumes_from_it(tmp_path):
 def test_disk_full_message_finds_the_checkpoint_error_in_the_chain_and_reraises_others():
     import errno
 
-    from fer_zoo.callbacks import CheckpointWriteError
-    from fer_zoo.cli import disk_full_message
+    from fer_zoo.checkpoints import CheckpointWriteError, disk_full_message
 
     first = CheckpointWriteError(errno.ENOSPC, "cannot write checkpoint /r/last.ckpt (disk full): ...")
     try:

@@ -32,6 +32,8 @@ class FERDataModule(L.LightningDataModule):
     dataset_name: str = ""
     #: input side when neither ``image_size`` nor a face-pretrained weight tag sets one
     default_image_size: int = 64
+    #: the dataset's images are grey (FERPlus): ``predict`` on colour photos converts crops to grey for its models
+    greyscale_images: bool = False
 
     def __init__(
         self,

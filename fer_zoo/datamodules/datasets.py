@@ -88,6 +88,7 @@ class FERPlusDataModule(_OnDiskDataModule):
     """FERPlus in its official layout (8 classes, FERPlus order)."""
 
     dataset_name = "ferplus"
+    greyscale_images = True
     dataset_class = FERPlus
 
     def __init__(
