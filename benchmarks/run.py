@@ -707,12 +707,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--note", default=None, help="markdown file whose text is appended to the table (provenance)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench"), help="where run folders go")
-    p.add_argument("--results", default=str(RESULTS), help="where tables, curves and reports are written")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="where tables, curves and reports are written (default: <runs>/results, a work folder; publish into "
+        "benchmarks/results/<study> only by naming it here)",
+    )
     args = p.parse_args(argv)
-    RESULTS = Path(args.results)
+    # A user's run never overwrites what is published: only an explicit --results writes into benchmarks/results.
+    RESULTS = Path(args.results) if args.results else Path(args.runs) / "results"
+    RESULTS.mkdir(parents=True, exist_ok=True)
     datasets = DATASET_GROUPS.get(args.dataset, (args.dataset,))
     roots = {d: data_root(d, args.data_root) for d in datasets}  # every root checked before any training
-    models = registry.list_models() if args.models == "all" else args.models.split(",")
+    indexed = [row for d in datasets for row in (experiment_index(d).get("rows") or {})]
+    if args.models == "all":  # a dataset with an experiment index runs its rows (the leaderboard), else every model
+        models = list(dict.fromkeys(indexed)) or registry.list_models()
+    else:
+        models = args.models.split(",")
     if not args.no_recipe_rows:
         paired = [name for m in models for name in (m, f"baseline-{m}-recipe") if name == m or m in METHODS]
         models = list(dict.fromkeys(paired))
