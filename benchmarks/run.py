@@ -28,6 +28,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -88,25 +89,19 @@ def experiment_files(dataset: str, model: str) -> list[Path]:
     return [experiment] if experiment.is_file() else []
 
 
-def _merge(base: dict, delta: dict) -> dict:
-    """``delta`` laid over ``base`` key by key, nested mappings merged (as ``--config base --config delta`` does)."""
-    out = dict(base)
-    for key, value in delta.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def experiment_config(dataset: str, model: str, overrides: tuple[str, ...] = ()) -> dict:
+    """The effective fit config of row ``model`` on ``dataset``, as jsonargparse resolves it ({} for a row with
+    neither configs nor a packaged alias, e.g. a generated recipe row). ``overrides`` are ``KEY=VALUE`` items."""
+    if not experiment_files(dataset, model) and registry.config_path("model", model) is None:
+        return {}
+    return _resolved(tuple(base_args(dataset, model, None) + override_args(list(overrides))))
 
 
-def experiment_config(dataset: str, model: str) -> dict:
-    """The composed experiment config of ``model`` on ``dataset`` ({} when there is none)."""
-    import yaml
+@functools.cache
+def _resolved(args: tuple[str, ...]) -> dict:
+    from fer_zoo.cli import resolved_config
 
-    config: dict = {}
-    for path in experiment_files(dataset, model):
-        config = _merge(config, yaml.safe_load(path.read_text()) or {})
-    return config
+    return resolved_config(list(args))
 
 
 def recipe_method(model: str) -> str | None:
@@ -141,26 +136,10 @@ def scoped(overrides: list[str], *models: str) -> list[str]:
 
 
 def _model_settings(dataset: str, model: str, overrides: list[str]) -> dict:
-    """A model's init args: FERTask defaults, then its packaged config, experiment config and overrides."""
-    import inspect
-
-    import yaml
-
-    from fer_zoo.models.base import FERTask
-
-    settings = {
-        k: p.default for k, p in inspect.signature(FERTask.__init__).parameters.items() if k in RECIPE_KEYS
-    }
-    packaged = registry.config_path("model", model)
-    if packaged:
-        settings.update(yaml.safe_load(packaged.read_text()).get("init_args", {}))
-    config = experiment_config(dataset, model)
-    settings.update(((config.get("model") or {}).get("init_args")) or {})
-    for item in scoped(overrides, model):
-        key, _, value = item.partition("=")
-        if key.replace(".init_args.", ".").startswith("model."):
-            settings[key.split(".")[-1]] = yaml.safe_load(value)
-    return settings
+    """A row's effective model init args (class defaults, packaged YAML, experiment configs, overrides)."""
+    model_overrides = tuple(o for o in scoped(overrides, model) if o.partition("=")[0].startswith("model."))
+    config = experiment_config(dataset, model, model_overrides)
+    return dict(((config.get("model") or {}).get("init_args")) or {})
 
 
 def recipe_config(dataset: str, method: str, overrides: list[str]) -> dict:

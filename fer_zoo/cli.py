@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,7 @@ def main(args: ArgsType = None) -> None:
     from fer_zoo.datamodules import FERDataModule
     from fer_zoo.models import FERTask
 
-    defaults = str(Path(__file__).parent / "configs" / "trainer" / "default.yaml")
+    defaults = TRAINER_DEFAULTS
     with_model, checkpoint_meta = model_from_checkpoint(argv)
     expanded = expand_aliases(with_model)
     if args is None:  # LightningCLI reads sys.argv itself; hand it the expanded aliases there
@@ -262,6 +263,53 @@ def main(args: ArgsType = None) -> None:
         if isinstance(error, OSError):
             raise SystemExit(disk_full_message(error, sub)) from None
         raise
+
+
+TRAINER_DEFAULTS = str(Path(__file__).parent / "configs" / "trainer" / "default.yaml")
+
+
+def resolved_config(args: list[str]) -> dict[str, Any]:
+    """The full ``fit`` config a command line gives, every default filled in by jsonargparse; nothing is built.
+
+    ``args`` are ``fer-zoo fit`` arguments (aliases, ``--config`` files and overrides, composed as the CLI does).
+    The benchmark runner reads recipes from here, so the class signatures stay the one source of defaults.
+    """
+    import yaml
+
+    import fer_zoo.datamodules  # noqa: F401  (make class names resolvable)
+    import fer_zoo.models  # noqa: F401
+    from fer_zoo.datamodules import FERDataModule
+    from fer_zoo.models import FERTask
+
+    # the packaged defaults less the options only a subcommand takes (weights_only: fit/test's ckpt loading)
+    packaged = yaml.safe_load(Path(TRAINER_DEFAULTS).read_text())
+    packaged.pop("weights_only", None)
+    defaults = Path(tempfile.gettempdir()) / f"fer_zoo_trainer_defaults_{os.getpid()}.yaml"
+    defaults.write_text(yaml.safe_dump(packaged))
+
+    class ParseOnly(FerZooCLI):
+        def before_instantiate_classes(self) -> None:
+            pass
+
+        def instantiate_classes(self) -> None:
+            pass
+
+    try:
+        cli = ParseOnly(
+            FERTask,
+            FERDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=expand_aliases(["fit", *args])[1:],
+            run=False,
+            seed_everything_default=0,
+            save_config_callback=None,
+            parser_kwargs={"default_config_files": [str(defaults)]},
+            auto_configure_optimizers=False,
+        )
+    finally:
+        defaults.unlink(missing_ok=True)
+    return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
 
 
 def run_cli(

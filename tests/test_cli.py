@@ -614,3 +614,37 @@ def test_wandb_names_come_from_the_experiment_not_the_model_class():
     base, delta = Path("experiments/ferplus/_base/ferplus-face.yaml"), Path("experiments/ferplus/face/x.yaml")
     assert experiment_name([base, delta], "baseline") == "ferplus-face+x"
     assert experiment_name(None, "baseline") == "baseline"
+
+
+def test_packaged_yaml_holds_only_deviations_from_the_class_signature():
+    """One source of defaults: a packaged alias never repeats a value its class signature already has."""
+    import importlib
+    import inspect
+
+    import yaml
+
+    for path in sorted((REPO / "fer_zoo" / "configs").glob("*/*.yaml")):
+        node = yaml.safe_load(path.read_text())
+        if not isinstance(node, dict) or "class_path" not in node:
+            continue
+        module, _, name = node["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        defaults = {}
+        for klass in reversed(cls.__mro__):
+            if "__init__" in vars(klass):
+                params = inspect.signature(klass.__init__).parameters.values()
+                defaults.update({p.name: p.default for p in params if p.default is not inspect.Parameter.empty})
+        repeated = [k for k, v in (node.get("init_args") or {}).items() if k in defaults and defaults[k] == v]
+        assert not repeated, f"{path.name} repeats class defaults {repeated}"
+
+
+def test_resolved_config_composes_base_and_delta_with_every_default():
+    from fer_zoo.cli import resolved_config
+
+    base = REPO / "experiments" / "ferplus" / "_base" / "ferplus-face.yaml"
+    delta = REPO / "experiments" / "ferplus" / "face" / "balanced-softmax.yaml"
+    config = resolved_config(["--config", str(base), "--config", str(delta)])
+    model = config["model"]["init_args"]
+    assert model["logit_adjust_train_tau"] == 1.0 and model["lr"] == 0.0005 and model["weights"] == "faceres.vggface2"
+    assert model["test_time_flip"] is False  # a signature default, written nowhere in YAML
+    assert config["data"]["init_args"]["label_mode"] == "crossentropy" and config["trainer"]["max_epochs"] == 10
