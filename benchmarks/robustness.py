@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 1. SIGKILL mid-epoch, then the same command with --ckpt_path
     killed = work / "killed"
-    proc = subprocess.Popen([*FIT, "--trainer.callbacks+=tests.helpers.SlowSteps", "--run_dir", str(killed)],
+    proc = subprocess.Popen([*FIT, "--trainer.callbacks+=benchmarks.faults.SlowSteps", "--run_dir", str(killed)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=ENV)
     last, step = killed / "checkpoints" / "last.ckpt", -1
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                  "nothing", "test_cross_dataset_test_on_ferplus_and_a_labelled_folder"))
 
     # 6. NaN loss
-    code, line = run([*FIT, "--trainer.callbacks+=tests.helpers.PoisonWeightsAtStep", "--run_dir", str(work / "nan")])
+    code, line = run([*FIT, "--trainer.callbacks+=benchmarks.faults.PoisonWeightsAtStep", "--run_dir", str(work / "nan")])
     good = torch.load(work / "nan" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     finite = all(torch.isfinite(v).all() for v in good["state_dict"].values() if v.is_floating_point())
     rows.append(("loss becomes NaN at step 5 (head weights poisoned)", f"exit {code}: `{line}`",

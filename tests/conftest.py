@@ -52,3 +52,14 @@ def affectnet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("affectnet")
     fakes.write_affectnet(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny baseline fitted for 2 epochs on the synthetic set (its run folder), shared by the CLI tests."""
+    from fer_zoo.cli import main
+    from tests.helpers import baseline
+
+    run = tmp_path_factory.mktemp("run")
+    main(baseline("fit", "--trainer.max_epochs", "2", "--run_dir", str(run), "--test_each_epoch", "true"))
+    return run

@@ -1,6 +1,10 @@
-"""Test-only callbacks."""
+"""Test-only callbacks and the tiny CLI runs the tests share."""
+
+import json
 
 import lightning as L
+
+from fer_zoo.cli import main
 
 
 class InterruptAfterEpoch(L.Callback):
@@ -23,33 +27,6 @@ class InterruptMidEpoch(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise KeyboardInterrupt
-
-
-class SlowSteps(L.Callback):
-    """Sleep after every training step, so that a test can kill the process mid-epoch."""
-
-    def __init__(self, seconds: float = 0.3) -> None:
-        self.seconds = seconds
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        import time
-
-        time.sleep(self.seconds)
-
-
-class PoisonWeightsAtStep(L.Callback):
-    """Set every weight of the model's head to NaN before training step ``step`` (a diverging run)."""
-
-    def __init__(self, step: int = 5) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        import torch
-
-        if trainer.global_step == self.step:
-            with torch.no_grad():
-                for p in pl_module.head.parameters():
-                    p.fill_(float("nan"))
 
 
 class RecordRank(L.Callback):
@@ -75,3 +52,62 @@ class RecordRank(L.Callback):
             # state kept in buffers (LA-Net's MoCo queues and LDE bank) must agree across ranks too
             "buffers": {n: [float(b.sum()), float(b.pow(2).sum())] for n, b in buffers.items()},
         }))
+
+
+TINY = [
+    "--data.num_train",
+    "64",
+    "--data.num_val",
+    "32",
+    "--data.num_test",
+    "32",
+    "--data.image_size",
+    "32",
+    "--data.synth_size",
+    "32",
+    "--data.batch_size",
+    "16",
+    "--data.num_workers",
+    "0",
+    "--trainer.accelerator",
+    "cpu",
+]
+CLASSES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+
+
+def baseline(subcommand, *args, data="synthetic"):
+    """Argument list of a baseline run on the tiny synthetic set (or ``data``)."""
+    tiny = TINY if data == "synthetic" else ["--trainer.accelerator", "cpu"]
+    return [subcommand, "--model", "baseline", "--data", data, *tiny, *args]
+
+
+def best_checkpoint(run_dir):
+    return json.loads((run_dir / "fit_report.json").read_text())["best_model_path"]
+
+
+METHOD_ARGS = {
+    "e2n": ["--model.clip_arch", "FERZoo-Tiny"],
+    "mpa": ["--model.clip_arch", "FERZoo-Tiny"],
+    "clip-zeroshot": ["--model.clip_arch", "FERZoo-Tiny"],
+    "clip-linear": ["--model.clip_arch", "FERZoo-Tiny"],
+    "lanet": ["--model.queue_size", "64", "--data.sampler", "progressive"],
+    "lacovl": [
+        "--model.pyramid",
+        "resnet18",
+        "--model.dim",
+        "32",
+        "--model.heads",
+        "2",
+        "--model.clip_arch",
+        "FERZoo-Tiny",
+        "--model.landmark_input",
+        "32",
+        "--data.positive_pairs",
+        "true",
+    ],
+}
+
+
+def fit_two_steps(args, run_dir):
+    """One epoch of two training batches, then validation, into ``run_dir``."""
+    main(["fit", *args, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--run_dir", str(run_dir)])

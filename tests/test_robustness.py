@@ -30,7 +30,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*FIT, "--run_dir", str(tmp_path / "ref")], check=True, env=env, cwd=REPO, capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*FIT, "--trainer.callbacks+=tests.helpers.SlowSteps", "--run_dir", str(killed)],
+    proc = subprocess.Popen([*FIT, "--trainer.callbacks+=benchmarks.faults.SlowSteps", "--run_dir", str(killed)],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last, step, deadline = killed / "checkpoints" / "last.ckpt", -1, time.time() + 300
     while step < 6 and time.time() < deadline:  # 4 steps per epoch: step 6 is mid-epoch 1
@@ -57,7 +57,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     args = ["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "3",
-            "--checkpoint_every_n_steps", "2", "--trainer.callbacks+=tests.helpers.PoisonWeightsAtStep",
+            "--checkpoint_every_n_steps", "2", "--trainer.callbacks+=benchmarks.faults.PoisonWeightsAtStep",
             "--run_dir", str(tmp_path)]
     with pytest.raises(FloatingPointError, match="non-finite training loss at step 5 .*loss=nan"):
         main(args)
