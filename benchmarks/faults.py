@@ -28,7 +28,6 @@ class PoisonWeightsAtStep(L.Callback):
         self.step = step
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-
         if trainer.global_step == self.step:
             with torch.no_grad():
                 for p in pl_module.head.parameters():

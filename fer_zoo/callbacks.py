@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,6 +101,37 @@ def epoch_line(
     if total and done > 0:
         parts.append(f"ETA {elapsed / done * (total - epoch) / 60:.1f} min")
     return "  ".join(parts)
+
+
+class OrphanWatchdog(L.Callback):
+    """End a DDP rank whose launcher died, instead of leaving it blocked in a collective.
+
+    Lightning's launcher (rank 0 of a node) already kills its children when one of them dies; nothing
+    covers the launcher itself dying (OOM-killed, ``kill -9``): its children then wait in the next
+    all-reduce, holding their memory, until the 30-minute collective timeout or forever. Every rank but
+    a node's local rank 0 watches its parent process and exits when it is gone (the process is reparented).
+    """
+
+    def __init__(self, period: float = 2.0) -> None:
+        """Check the parent every ``period`` seconds."""
+        self.period = period
+        self._started = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Start the watch thread on ranks that a launcher on this machine started."""
+        if self._started or trainer.world_size <= 1 or trainer.local_rank == 0:
+            return
+        self._started = True
+        parent, rank = os.getppid(), trainer.global_rank
+        threading.Thread(target=self._watch, args=(parent, rank), daemon=True, name="fer-zoo-orphan-watchdog").start()
+
+    def _watch(self, parent: int, rank: int) -> None:
+        while True:
+            time.sleep(self.period)
+            if os.getppid() != parent:
+                sys.stderr.write(f"fer-zoo: rank {rank}: its launcher (pid {parent}) ended; stopping this rank too\n")
+                sys.stderr.flush()
+                os._exit(1)
 
 
 class TestEachEpoch(L.Callback):

@@ -26,7 +26,14 @@ from fer_zoo.argv import (
     model_from_checkpoint,
     trained_on_grey_images,
 )
-from fer_zoo.callbacks import EpochLine, PredictionCSVWriter, RunReport, TestEachEpoch, ThroughputMonitor
+from fer_zoo.callbacks import (
+    EpochLine,
+    OrphanWatchdog,
+    PredictionCSVWriter,
+    RunReport,
+    TestEachEpoch,
+    ThroughputMonitor,
+)
 from fer_zoo.checkpoints import AtomicCheckpointIO, StepCheckpoint, disk_full_message
 from fer_zoo.commands import EXTRA_COMMANDS
 from fer_zoo.errors import input_error, input_error_message
@@ -203,6 +210,7 @@ class FerZooCLI(LightningCLI):
         throughput = ThroughputMonitor()
         callbacks: list[Any] = [
             throughput,
+            OrphanWatchdog(),  # a DDP rank whose launcher died ends instead of hanging
             RunReport(run_dir, {"dataset": dataset, "model": model, "seed": seed, "subcommand": sub}),
         ]
         if sub == "fit":

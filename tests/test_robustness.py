@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from fer_zoo.cli import main
 from tests.conftest import REPO
-from tests.test_cli import TINY
+from tests.helpers import TINY
 
 FIT = [sys.executable, "-m", "fer_zoo", "fit", "--model", "baseline", "--data", "synthetic", *TINY,
        "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "1", "--checkpoint_every_n_steps", "2",
@@ -205,3 +206,45 @@ def test_a_checkpoint_of_another_model_is_one_line_not_a_silent_swap(tmp_path):
     assert not (tmp_path / "test").exists()
     main(["test", "--data", "synthetic", *TINY, "--ckpt_path", ckpt, "--run_dir", str(tmp_path / "own")])
     assert json.loads((tmp_path / "own" / "test_report.json").read_text())["model"] == "baseline"
+
+
+def _children(pid):
+    """Pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.ddp
+def test_a_ddp_rank_whose_launcher_is_killed_ends_instead_of_hanging(tmp_path):
+    """Rank 0 (the launcher) killed with SIGKILL, as the OOM killer does: rank 1 must not stay blocked."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    cmd = [*FIT, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.callbacks+=benchmarks.faults.SlowSteps", "--run_dir", str(tmp_path / "run")]
+    launcher = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ranks, deadline = [], time.time() + 300
+    while not ranks and time.time() < deadline and launcher.poll() is None:
+        time.sleep(0.5)
+        ranks = [p for p in _children(launcher.pid) if b"fer_zoo" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert ranks, "rank 1 never started"
+    time.sleep(15)  # both ranks inside the training loop (process group up, first steps done)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and Path(f"/proc/{ranks[0]}").exists():
+        time.sleep(0.5)
+        try:  # a reparented zombie counts as ended
+            if Path(f"/proc/{ranks[0]}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except OSError:
+            break
+    alive = Path(f"/proc/{ranks[0]}").exists() and "Z" not in Path(f"/proc/{ranks[0]}/stat").read_text().split()[2]
+    if alive:
+        os.kill(ranks[0], signal.SIGKILL)
+    assert not alive, "rank 1 kept running after its launcher was killed"
