@@ -11,6 +11,7 @@ optional deep visual prompts (VPT-deep), text features from prompts or from toke
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import open_clip
@@ -20,12 +21,77 @@ from open_clip.transformer import VisionTransformer, text_global_pool
 from torch import Tensor, nn
 
 from fer_zoo.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
-from fer_zoo.weights import resolve
+from fer_zoo.weights import WeightsNotFoundError, offline, resolve
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 FREEZE = ("all", "image", "text", "none")
 _CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "clip"
+
+
+def clip_weights_source(arch: str, spec: str | None, option: str = "model.clip_weights") -> str | None:
+    """What ``open_clip.create_model(arch, pretrained=...)`` gets for a weight spec.
+
+    * an open_clip pretrained tag of ``arch`` (``openai``, ``laion2b_s34b_b88k``, ...): the tag itself, so
+      open_clip's own download and per-tag settings (QuickGELU for ``openai``) apply;
+    * ``hf-hub:org/name``: the weight file of that Hugging Face repository (open_clip's file names), for an
+      architecture given by ``clip_arch``;
+    * anything else: :func:`fer_zoo.weights.resolve` (a local file, ``local-dir:``, a registered tag), or None.
+
+    Offline (``HF_HUB_OFFLINE`` / ``FER_ZOO_OFFLINE``) a tag or hub id whose file is not in the local cache is a
+    one-line :class:`WeightsNotFoundError` naming the tag, the cache folder and how to pass a local file.
+    """
+    if spec is None or str(spec).strip().lower() in ("", "none"):
+        return None
+    text = str(spec)
+    if text.startswith("hf-hub:"):
+        from open_clip.pretrained import download_pretrained_from_hf
+
+        repo = text[len("hf-hub:") :]
+        if offline() and _hub_file(repo) is None:
+            raise _not_cached(option, text, f"the Hugging Face cache ({_hub_cache()}) has no weights of {repo}")
+        return download_pretrained_from_hf(repo)
+    if text in open_clip.list_pretrained_tags_by_model(arch):
+        cfg = open_clip.get_pretrained_cfg(arch, text)
+        if offline():
+            repo, filename = os.path.split(cfg.get("hf_hub", ""))  # open_clip's own 'org/name/[file]' split
+            url_file = Path(open_clip_cache()) / Path(cfg.get("url", "")).name if cfg.get("url") else None
+            if not ((repo and _hub_file(repo, filename or None)) or (url_file and url_file.is_file())):
+                where = f"the Hugging Face cache ({_hub_cache()})" + (f" or {url_file}" if url_file else "")
+                raise _not_cached(option, text, f"open_clip's {arch} '{text}' weights are not in {where}")
+        return text
+    path = resolve(text, option)
+    return str(path) if path else None
+
+
+def open_clip_cache() -> str:
+    """The folder open_clip downloads URL weights into (``~/.cache/clip``)."""
+    return str(Path("~/.cache/clip").expanduser())
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _hub_file(repo: str, filename: str | None = None) -> str | None:
+    """A cached weight file of Hugging Face repository ``repo`` (open_clip's names, safetensors first), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    for name in names:
+        found = try_to_load_from_cache(repo, name)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _not_cached(option: str, spec: str, what: str) -> WeightsNotFoundError:
+    return WeightsNotFoundError(
+        f"{option}={spec}: offline, and {what}. Go online once (open_clip downloads it), or pass a local file "
+        f"with --{option} /path/to/weights.safetensors"
+    )
 
 
 def register_configs() -> None:
@@ -55,8 +121,10 @@ class CLIPEncoder(nn.Module):
         Args:
             arch: an open_clip architecture name (``open_clip.list_models()``), e.g. ``ViT-B-16``,
                 ``ViT-S-32-alt``, ``FERZoo-Tiny``.
-            weights: weight spec for :func:`fer_zoo.weights.resolve` (a file such as an
-                open_clip ``.safetensors``/``.pt``, ``local-dir:``); None: random init.
+            weights: an open_clip pretrained tag of ``arch`` (``openai``, ``laion2b_s34b_b88k``; open_clip
+                downloads it when online), ``hf-hub:org/name``, or a spec for :func:`fer_zoo.weights.resolve`
+                (a file such as an open_clip ``.safetensors``/``.pt``, ``local-dir:``); None: random init.
+                See :func:`clip_weights_source`.
             freeze: which towers are frozen: ``all``, ``image``, ``text`` or ``none``.
             with_image: build the image tower (False for text-only use).
             option: the config option named in errors.
@@ -67,15 +135,15 @@ class CLIPEncoder(nn.Module):
             raise ValueError(f"{option.replace('weights', 'arch')}={arch!r} is not an open_clip architecture")
         if freeze not in FREEZE:
             raise ValueError(f"freeze must be one of {FREEZE}, got {freeze!r}")
-        path = resolve(weights, option)
-        self.model = open_clip.create_model(arch, pretrained=str(path) if path else None)
+        source = clip_weights_source(arch, weights, option)
+        self.model = open_clip.create_model(arch, pretrained=source)
         if not hasattr(self.model, "token_embedding"):
             raise ValueError(f"{arch}: only open_clip CLIP models with a built-in text transformer are supported")
         if not with_image:
             self.model.visual = nn.Identity()
         self.arch, self.weights, self.freeze = arch, weights, freeze
         # Frozen towers loaded from a spec are reloaded from it, not stored in checkpoints (FERTask).
-        self.reloadable_from_spec = path is not None
+        self.reloadable_from_spec = source is not None
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.context_length = int(self.model.context_length)
         projection = self.model.text_projection

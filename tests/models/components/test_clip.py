@@ -79,3 +79,47 @@ def test_local_weights_round_trip(tmp_path):
     loaded = CLIPEncoder("FERZoo-Tiny", weights=f"local-dir:{tmp_path}")
     images = torch.randn(1, 3, 48, 48)
     assert torch.allclose(source.encode_image(images), loaded.encode_image(images), atol=1e-6)
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """An offline Hugging Face cache holding one open_clip repository, and an open_clip tag pointing at it."""
+    import huggingface_hub.constants as hub_constants
+    import open_clip.pretrained as pretrained
+    from safetensors.torch import save_file
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setitem(pretrained._PRETRAINED, "FERZoo-Tiny", {"fake": pretrained._pcfg(hf_hub="fer-zoo/tiny-clip/")})
+    torch.manual_seed(7)
+    source = CLIPEncoder("FERZoo-Tiny").model.state_dict()
+
+    def publish():
+        snapshot = cache / "models--fer-zoo--tiny-clip" / "snapshots" / "0123abc"
+        snapshot.mkdir(parents=True)
+        (cache / "models--fer-zoo--tiny-clip" / "refs").mkdir()
+        (cache / "models--fer-zoo--tiny-clip" / "refs" / "main").write_text("0123abc")
+        save_file({k: v.contiguous() for k, v in source.items()}, str(snapshot / "open_clip_model.safetensors"))
+
+    return source, publish, cache
+
+
+def test_open_clip_tags_and_hub_ids_load_from_the_local_cache_offline(fake_hub):
+    source, publish, _ = fake_hub
+    publish()
+    for spec in ("fake", "hf-hub:fer-zoo/tiny-clip"):
+        loaded = CLIPEncoder("FERZoo-Tiny", weights=spec).model.state_dict()
+        assert all(torch.equal(loaded[k], source[k]) for k in source), spec
+        assert CLIPEncoder("FERZoo-Tiny", weights=spec).reloadable_from_spec
+
+
+def test_an_uncached_tag_offline_is_one_line_naming_tag_cache_and_the_local_file_option(fake_hub):
+    _, _, cache = fake_hub
+    for spec in ("fake", "hf-hub:fer-zoo/tiny-clip"):
+        with pytest.raises(WeightsNotFoundError) as info:
+            CLIPEncoder("FERZoo-Tiny", weights=spec)
+        message = str(info.value)
+        assert "\n" not in message and spec in message and str(cache) in message
+        assert "--model.clip_weights /path/to/" in message
