@@ -187,6 +187,15 @@ class TestEachEpoch(L.Callback):
         pl_module.log("test_each_epoch/acc", float(acc), rank_zero_only=True)
 
 
+def peak_memory(device: torch.device) -> dict[str, float | None]:
+    """Peak memory of this process: CUDA memory allocated by torch (on a GPU), and resident set size (MB)."""
+    import resource
+
+    out: dict[str, float | None] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return out
+
+
 class RunReport(L.Callback):
     """Write ``fit_report.json`` / ``<stage>_report.json`` (+ CSVs) into the run folder; log tables to W&B.
 
@@ -236,6 +245,7 @@ class RunReport(L.Callback):
                 "global_step": trainer.global_step,
                 "world_size": trainer.world_size,
                 "train_img_per_s": throughput.images_per_second if throughput else None,
+                **peak_memory(pl_module.device),
                 "params": pl_module.num_parameters(),
                 "trainable_params": pl_module.num_parameters(trainable_only=True),
                 "last_val": getattr(pl_module, "results", {}).get("val"),

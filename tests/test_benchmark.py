@@ -358,3 +358,17 @@ def test_logit_adjustment_scores_and_tau_choice_by_hand():
     val = {0.0: {"acc": 0.80, "mca": 0.50}, 0.5: {"acc": 0.79, "mca": 0.60}, 1.0: {"acc": 0.70, "mca": 0.75}}
     assert choose_tau(val, max_oa_drop=1.5) == 0.5  # tau 1.0 costs 10 points of validation OA
     assert choose_tau(val, max_oa_drop=15.0) == 1.0
+
+
+def test_gpu_epoch_script_dry_run_on_cpu_fits_every_index_row(tmp_path, ferplus_root):
+    """The prepared GPU check, run as its CPU dry run: every row composes base + gpu.yaml + delta and fits."""
+    from benchmarks.gpu_epoch import main as gpu_epoch
+
+    out = tmp_path / "gpu.md"
+    gpu_epoch(["--dataset", "ferplus", "--data-root", str(ferplus_root), "--dry-run", "--runs", str(tmp_path / "runs"),
+               "--rows", "face-baseline,face-linear-probe", "--override", "model.init_args.weights=null",
+               "--override", "data.batch_size=8", "--out", str(out)])
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| face-")]
+    assert len(rows) == 2 and all(r.endswith("| ok |") for r in rows), out.read_text()
+    config = (tmp_path / "runs" / "ferplus" / "face-linear-probe" / "lightning_config.yaml").read_text()
+    assert "freeze_backbone: true" in config and "image_size: 64" in config and "accelerator: cpu" in config
