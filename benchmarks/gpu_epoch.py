@@ -19,12 +19,12 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.publish import finish_report
 from benchmarks.run import ROOT, experiment_files, experiment_index, override_args
 
 DRY_RUN = [
@@ -99,12 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{f'{cuda:.0f}' if cuda is not None else '–'} | {report.get('peak_rss_mb') or 0:.0f} | {wall:.0f} | ok |"
         )
         print(lines[-1], flush=True)
-    lines += ["", f"Command: `python -m benchmarks.gpu_epoch {shlex.join(argv)}`", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    finish_report(lines, "benchmarks.gpu_epoch", argv, args.out)
 
 
 if __name__ == "__main__":

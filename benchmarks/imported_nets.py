@@ -12,13 +12,12 @@ as a control, with a deliberately wrong input range. Usage::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks.publish import finish_report
 from fer_zoo.models.components.backbones import build_backbone
 
 NETS = {"mobilenetv2": "mobilenetv2.in1k", "efficientnet_lite0": "efficientnet_lite0.in1k"}
@@ -83,11 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {name} | `{tag}` | {n_bn} | {good[0]:.3f} | {good[1]:.2f} | {good[2]:.2f} | "
                      f"{wrong[0]:.3f} / {wrong[1]:.2f} / {wrong[2]:.2f} |")
         print(lines[-1], flush=True)
-    lines += ["", f"Command: `python -m benchmarks.imported_nets {shlex.join(argv)}`", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    finish_report(lines, "benchmarks.imported_nets", argv, args.out)
 
 
 if __name__ == "__main__":

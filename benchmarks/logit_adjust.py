@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import shlex
 import sys
 from pathlib import Path
 
 import torch
 
+from benchmarks.publish import finish_report
 from benchmarks.run import mean_std
 from fer_zoo.checkpoints import load_task
 from fer_zoo.metrics import confusion_scores
@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
-    args.command = "python -m benchmarks.logit_adjust " + shlex.join(argv)
     rows = []
     for i, ckpt in enumerate(args.checkpoints):
         task, meta = load_task(ckpt)
@@ -96,14 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"row": label, "tau": tau, "val": val, "test": test, "classes": task.class_names})
         print(f"{label}: tau {tau} (val MCA {val[tau]['mca']:.4f}); test OA {test[0.0]['acc']:.4f} -> "
               f"{test[tau]['acc']:.4f}, MCA {test[0.0]['mca']:.4f} -> {test[tau]['mca']:.4f}", flush=True)
-    text = table(rows, args)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    finish_report(table(rows, args), "benchmarks.logit_adjust", argv, args.out)
 
 
-def table(rows: list[dict], args: argparse.Namespace) -> str:
+def table(rows: list[dict], args: argparse.Namespace) -> list[str]:
     """The Markdown report: chosen tau per checkpoint, mean ± std, and the validation/test curve."""
     pct = lambda v: f"{100 * v:.2f}"
     lines = [
@@ -137,8 +132,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
             v, s = r["val"][t], r["test"][t]
             lines.append(f"| {r['row']} | {t} | {pct(v['acc'])} | {pct(v['mca'])} | {pct(s['acc'])} | {pct(s['mca'])} | "
                          f"{pct(s['f1_macro'])} |")
-    lines += ["", f"Command: `{args.command}`", ""]
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.publish import finish_report
 from benchmarks.run import ROOT, experiment_config, experiment_files
 
 #: (name, channels_last, bf16 autocast)
@@ -144,13 +145,7 @@ def main(argv: list[str] | None = None) -> None:
             lines.append(
                 f"| {row} | {name} | {bare[name]:.1f} | {fit:.1f} | {fit / bare[name]:.2f} | {fit / best:.2f} |"
             )
-    cmd = "python -m benchmarks.speed " + shlex.join(sys.argv[1:] if argv is None else argv)
-    lines += ["", f"Command: `{cmd}`", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    finish_report(lines, "benchmarks.speed", list(sys.argv[1:] if argv is None else argv), args.out)
 
 
 if __name__ == "__main__":
