@@ -436,6 +436,21 @@ def run_row(dataset: str, model: str, seed: int, args: argparse.Namespace) -> di
     return None if row is None else {**row, "model": model}
 
 
+def relative_checkpoint_paths(report: Path, run_dir: Path) -> None:
+    """Rewrite a published report's checkpoint paths relative to its run folder (no machine's absolute paths)."""
+    if not report.is_file():
+        return
+    data = json.loads(report.read_text())
+    for key in ("best_model_path", "last_model_path"):
+        value = data.get(key)
+        if value and Path(value).is_absolute():
+            try:
+                data[key] = str(Path(value).relative_to(Path(run_dir).resolve()))
+            except ValueError:
+                data[key] = str(Path("checkpoints") / Path(value).name)
+    report.write_text(json.dumps(data, indent=1))
+
+
 def publish(dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, cmds: list[list[str]]) -> None:
     """Copy a run's curves, reports and commands under benchmarks/results/<dataset>/<model>/s<seed>/."""
     out = Path(RESULTS) / dataset / model / f"s{seed}"
@@ -450,6 +465,7 @@ def publish(dataset: str, model: str, seed: int, fit_dir: Path, test_dir: Path, 
     ):
         if src.exists():
             shutil.copy(src, out / name)
+    relative_checkpoint_paths(out / "fit_report.json", fit_dir)
     (out / "commands.sh").write_text("# run from the repository root\n" + "\n".join(map(_portable, cmds)) + "\n")
     plot_curves(out / "fit_metrics.csv", out / "curves.png", f"{model} on {dataset} (seed {seed})")
 
