@@ -88,6 +88,7 @@ def best_checkpoint(run_dir):
 METHOD_ARGS = {
     "e2n": ["--model.clip_arch", "FERZoo-Tiny"],
     "mpa": ["--model.clip_arch", "FERZoo-Tiny"],
+    "mpa-face": ["--model.weights", "null", "--model.n_ctx", "2"],
     "clip-zeroshot": ["--model.clip_arch", "FERZoo-Tiny"],
     "clip-linear": ["--model.clip_arch", "FERZoo-Tiny"],
     "lanet": ["--model.queue_size", "64", "--data.sampler", "progressive"],

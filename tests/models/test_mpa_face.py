@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from fer_zoo.models import MPAFace
+from fer_zoo.models.mpa import global_local_logits
+
+NAMES = ["happiness", "neutral", "anger"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return MPAFace(num_classes=3, class_names=NAMES, weights=None, n_ctx=4)
+
+
+def test_only_the_prompts_adapter_and_projection_train(model):
+    trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("text.") else "")
+                 for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"adapter", "project", "text.context"}
+    model.train()
+    assert not model.image.training and not model.text.model.training and model.adapter.training
+
+
+def test_soft_prompt_puts_the_context_after_cls_and_keeps_the_class_name(model):
+    embeddings = model.text.soft_embeddings()
+    assert torch.equal(embeddings[:, 1:5], model.text.context.unsqueeze(0).expand(3, -1, -1))
+    words = model.text.model.embeddings.word_embeddings(model.text.token_ids)
+    assert torch.equal(embeddings[:, 0], words[:, 0]) and torch.equal(embeddings[:, 5:], words[:, 5:])
+    ids = model.text.token_ids[0][model.text.attention_mask[0].bool()].tolist()
+    assert model.text.tokenizer.decode(ids[5:-1]) == "happiness" and ids[0] == model.text.tokenizer.cls_token_id
+
+
+def test_adapter_starts_as_identity_and_logits_are_cgla_of_the_projected_map(model):
+    torch.manual_seed(1)
+    images = torch.randn(2, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        fmap = model.image.pyramid(images)[-1]
+        pooled, cls, patches = model.image_features(images)
+        assert torch.allclose(pooled, fmap.mean((2, 3)), atol=1e-5)  # zero-initialised adapter
+        expected = global_local_logits(model.project(fmap.mean((2, 3))), model.project(fmap.flatten(2).transpose(1, 2)),
+                                       model.text()[0], model.hparams.top_k, model.hparams.logit_scale)
+        assert torch.allclose(model(images), expected, atol=1e-4)
+    model.train()
+
+
+def test_loss_is_the_weighted_sum_and_reaches_the_context(model):
+    model.prototypes.normal_()
+    batch = {"image": torch.randn(4, 3, 64, 64), "label": torch.tensor([0, 1, 2, 0])}
+    loss, logits, extra = model.training_loss(batch)
+    by_hand = extra["loss_vt"] + 1.0 * (extra["loss_ta"] + extra["loss_pa"]) + 1.0 * extra["loss_v"]
+    assert torch.allclose(loss.detach(), by_hand) and logits.shape == (4, 3)
+    model.zero_grad()
+    loss.backward()
+    assert model.text.context.grad.abs().sum() > 0 and model.project.weight.grad.abs().sum() > 0
+
+
+def test_checkpoints_leave_out_the_frozen_minilm(model):
+    checkpoint = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    assert not any(k.startswith("text.model.") and "weight" in k for k in checkpoint["state_dict"])
+    assert "text.context" in checkpoint["state_dict"]
