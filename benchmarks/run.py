@@ -137,7 +137,13 @@ def scoped(overrides: list[str], *models: str) -> list[str]:
 
 def _model_settings(dataset: str, model: str, overrides: list[str]) -> dict:
     """A row's effective model init args (class defaults, packaged YAML, experiment configs, overrides)."""
-    model_overrides = tuple(o for o in scoped(overrides, model) if o.partition("=")[0].startswith("model."))
+    accepted = set(((experiment_config(dataset, model).get("model") or {}).get("init_args")) or {})
+    # an unscoped --override reaches every row; a row whose class lacks the option (a baseline has no 'pyramid')
+    # ignores it (a generated recipe row drops such options from its fit command too)
+    model_overrides = tuple(
+        o for o in scoped(overrides, model)
+        if o.partition("=")[0].startswith("model.") and o.partition("=")[0].split(".")[-1] in accepted
+    )
     config = experiment_config(dataset, model, model_overrides)
     return dict(((config.get("model") or {}).get("init_args")) or {})
 

@@ -103,35 +103,29 @@ def epoch_line(
     return "  ".join(parts)
 
 
-class OrphanWatchdog(L.Callback):
-    """End a DDP rank whose launcher died, instead of leaving it blocked in a collective.
+def start_orphan_watchdog(period: float = 2.0) -> bool:
+    """End this process when its launcher dies, instead of leaving it blocked in a collective; True if started.
 
-    Lightning's launcher (rank 0 of a node) already kills its children when one of them dies; nothing
-    covers the launcher itself dying (OOM-killed, ``kill -9``): its children then wait in the next
-    all-reduce, holding their memory, until the 30-minute collective timeout or forever. Every rank but
-    a node's local rank 0 watches its parent process and exits when it is gone (the process is reparented).
+    Lightning's launcher (local rank 0 of a node) kills its children when one of them dies; nothing covers the
+    launcher itself dying (OOM-killed, ``kill -9``): its children then wait in the process-group set-up or the next
+    all-reduce, holding their memory, until the 30-minute collective timeout or forever. A rank started by a
+    launcher (``LOCAL_RANK`` set and not 0: Lightning's children, or torchrun's workers) watches its parent from the
+    first moment and exits with a one-line message once it has been reparented.
     """
+    if os.environ.get("LOCAL_RANK", "0") in ("", "0"):
+        return False
+    parent, rank = os.getppid(), os.environ.get("RANK", os.environ["LOCAL_RANK"])
 
-    def __init__(self, period: float = 2.0) -> None:
-        """Check the parent every ``period`` seconds."""
-        self.period = period
-        self._started = False
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Start the watch thread on ranks that a launcher on this machine started."""
-        if self._started or trainer.world_size <= 1 or trainer.local_rank == 0:
-            return
-        self._started = True
-        parent, rank = os.getppid(), trainer.global_rank
-        threading.Thread(target=self._watch, args=(parent, rank), daemon=True, name="fer-zoo-orphan-watchdog").start()
-
-    def _watch(self, parent: int, rank: int) -> None:
+    def watch() -> None:
         while True:
-            time.sleep(self.period)
+            time.sleep(period)
             if os.getppid() != parent:
                 sys.stderr.write(f"fer-zoo: rank {rank}: its launcher (pid {parent}) ended; stopping this rank too\n")
                 sys.stderr.flush()
                 os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="fer-zoo-orphan-watchdog").start()
+    return True
 
 
 class TestEachEpoch(L.Callback):

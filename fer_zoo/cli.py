@@ -28,11 +28,11 @@ from fer_zoo.argv import (
 )
 from fer_zoo.callbacks import (
     EpochLine,
-    OrphanWatchdog,
     PredictionCSVWriter,
     RunReport,
     TestEachEpoch,
     ThroughputMonitor,
+    start_orphan_watchdog,
 )
 from fer_zoo.checkpoints import AtomicCheckpointIO, StepCheckpoint, disk_full_message
 from fer_zoo.commands import EXTRA_COMMANDS
@@ -210,7 +210,6 @@ class FerZooCLI(LightningCLI):
         throughput = ThroughputMonitor()
         callbacks: list[Any] = [
             throughput,
-            OrphanWatchdog(),  # a DDP rank whose launcher died ends instead of hanging
             RunReport(run_dir, {"dataset": dataset, "model": model, "seed": seed, "subcommand": sub}),
         ]
         if sub == "fit":
@@ -248,6 +247,7 @@ class FerZooCLI(LightningCLI):
 def main(args: ArgsType = None) -> None:
     """Entry point of ``fer-zoo`` / ``python -m fer_zoo``."""
     argv = list(sys.argv[1:] if args is None else args)
+    start_orphan_watchdog()  # a DDP rank whose launcher died ends instead of hanging
     if argv and argv[0] in EXTRA_COMMANDS:
         EXTRA_COMMANDS[argv[0]](argv[1:])
         return

@@ -122,9 +122,9 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     """A write that fails part-way (ENOSPC on the 5th checkpoint) is one line; last.ckpt stays the step-4 one."""
     import errno
 
-    from fer_zoo import callbacks
+    from fer_zoo import checkpoints as checkpoint_io
 
-    real_write, calls = callbacks.write_file, []
+    real_write, calls = checkpoint_io.write_file, []
 
     def write_until_the_disk_fills(path, data):
         calls.append(path)
@@ -133,7 +133,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(callbacks, "write_file", write_until_the_disk_fills)
+    monkeypatch.setattr(checkpoint_io, "write_file", write_until_the_disk_fills)
     args = ["fit", "--model", "baseline", "--data", "synthetic", *TINY, "--trainer.max_epochs", "3",
             "--checkpoint_every_n_steps", "2", "--trainer.log_every_n_steps", "1", "--run_dir", str(tmp_path)]
     # Saves: step 2, step 4 (step checkpoints), epoch 0's best + last (step 4), then step 6 fails.
@@ -146,7 +146,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
                                                              for p in checkpoints.glob("best-*")] + ["last.ckpt"]
     last = torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")
     assert last["global_step"] == 4  # complete, loadable, and the newest good state
-    monkeypatch.setattr(callbacks, "write_file", real_write)
+    monkeypatch.setattr(checkpoint_io, "write_file", real_write)
     main([*args, "--ckpt_path", str(checkpoints / "last.ckpt")])  # space freed: the same command resumes
     steps, _ = _steps(tmp_path)
     assert len(steps) == len(set(steps)) == 12 and json.loads((tmp_path / "fit_report.json").read_text())["epochs"] == 3
