@@ -105,7 +105,7 @@ class MPAFace(FERTask):
     prompts (name plus the packaged class descriptions), cross-modal global-local alignment (CGLA) logits, and
     ``L = L_vt + beta (L_ta + L_pa) + gamma L_v``. Deviations, each forced by the towers that exist offline:
 
-    - **Image tower**: the face network (``backbone``/``weights``, FaceRes ``faceres.vggface2`` by default) instead of
+    - **Image tower**: the face network (``backbone``/``weights``; FaceRes ``faceres.vggface2`` in the protocol) instead of
       CLIP's ViT. It is frozen (``freeze_image``, MPA's frozen tower) and has no tokens for VPT-deep prompts, so the
       visual prompts become a residual 1x1 bottleneck adapter on its stride-32 feature map (zero-initialised: it
       starts as the identity). The global feature is the pooled adapted map; the "patches" of CGLA are its
@@ -123,7 +123,7 @@ class MPAFace(FERTask):
     def __init__(
         self,
         backbone: str = "faceres",
-        weights: str | None = "faceres.vggface2",
+        weights: str | None = None,
         freeze_image: bool = True,
         adapter_dim: int = 128,
         n_ctx: int = 8,
@@ -145,7 +145,8 @@ class MPAFace(FERTask):
 
         Args:
             backbone: a face network with a feature pyramid (``faceres``).
-            weights: its weight spec.
+            weights: its weight spec (None: random init, so the alias runs anywhere; the ``ferplus-face`` protocol
+                sets ``faceres.vggface2``).
             freeze_image: keep the image tower frozen (MPA's setting); False fine-tunes it too.
             adapter_dim: bottleneck width of the visual adapter (the visual prompts' stand-in).
             n_ctx: CoOp context vectors.
