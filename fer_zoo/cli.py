@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
 # Evaluation-time model options: the evaluating command decides them, never the checkpoint's hyper-parameters.
 TEST_TIME_OPTIONS = ("test_time_flip", "logit_adjust_tau")
+TRAINER_DEFAULTS = str(Path(__file__).parent / "configs" / "trainer" / "default.yaml")
 
 
 RUN_HELP = (
@@ -251,19 +252,16 @@ def main(args: ArgsType = None) -> None:
     if argv and argv[0] in EXTRA_COMMANDS:
         EXTRA_COMMANDS[argv[0]](argv[1:])
         return
-    import fer_zoo.datamodules
-    import fer_zoo.models  # noqa: F401
-    from fer_zoo.datamodules import FERDataModule
+    from fer_zoo.datamodules import FERDataModule  # (importing them makes class names resolvable)
     from fer_zoo.models import FERTask
 
-    defaults = TRAINER_DEFAULTS
     with_model, checkpoint_meta = model_from_checkpoint(argv)
     expanded = expand_aliases(with_model)
     if args is None:  # LightningCLI reads sys.argv itself; hand it the expanded aliases there
         sys.argv = [sys.argv[0], *expanded]
     sub = expanded[0] if expanded else ""
     try:
-        run_cli(FERTask, FERDataModule, args, expanded, defaults, checkpoint_meta)
+        run_cli(FERTask, FERDataModule, args, expanded, TRAINER_DEFAULTS, checkpoint_meta)
     except Exception as error:
         bad_input = input_error(error)
         if bad_input is not None:
@@ -272,8 +270,6 @@ def main(args: ArgsType = None) -> None:
             raise SystemExit(disk_full_message(error, sub)) from None
         raise
 
-
-TRAINER_DEFAULTS = str(Path(__file__).parent / "configs" / "trainer" / "default.yaml")
 
 
 def resolved_config(args: list[str]) -> dict[str, Any]:
