@@ -14,7 +14,6 @@ reproduces a row. Usage::
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from benchmarks.publish import finish_report
 from benchmarks.run import mean_std
 from fer_zoo.checkpoints import load_task
 from fer_zoo.metrics import confusion_scores
+from fer_zoo.registry import import_class
 
 GRID = [round(0.1 * i, 2) for i in range(0, 21)]
 
@@ -38,8 +38,7 @@ def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 1
     if root:
         hp["root"] = root
     hp.update(batch_size=batch_size, num_workers=1)
-    module, name = class_path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)(**hp)
+    return import_class(class_path)(**hp)
 
 
 @torch.no_grad()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import platform
@@ -34,14 +33,10 @@ import torch
 
 from benchmarks.publish import finish_report
 from benchmarks.run import ROOT, experiment_config, experiment_files
+from fer_zoo.registry import instantiate
 
 #: (name, channels_last, bf16 autocast)
 SETTINGS = (("fp32", False, False), ("channels-last", True, False), ("channels-last + bf16", True, True))
-
-
-def _build(spec: dict[str, Any], **extra: Any) -> Any:
-    module, _, name = spec["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**{**(spec.get("init_args") or {}), **extra})
 
 
 def _to(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
@@ -54,14 +49,14 @@ def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, secon
     data_spec = config["data"]
     if data_root:
         data_spec = {**data_spec, "init_args": {**data_spec["init_args"], "root": data_root}}
-    datamodule = _build(data_spec)
+    datamodule = instantiate(data_spec)
     datamodule.setup("fit")
     loader = iter(datamodule.train_dataloader())
     taken = [next(loader) for _ in range(min(batches, 12) + 3)]
     rates = {}
     for name, channels_last, bf16 in SETTINGS:
         torch.manual_seed(0)
-        model = _build(config["model"], num_classes=datamodule.num_classes, class_names=datamodule.class_names)
+        model = instantiate(config["model"], num_classes=datamodule.num_classes, class_names=datamodule.class_names)
         model.train()
         if channels_last:
             model.to(memory_format=torch.channels_last)

@@ -74,10 +74,8 @@ def names_data(argv: list[str]) -> bool:
 
     for i, arg in enumerate(argv):
         flag, eq, value = arg.partition("=")
-        if flag == "--data" or flag.startswith("--data."):
-            if flag == "--data":
-                return True
-            continue
+        if flag == "--data":
+            return True
         if flag in ("--config", "-c"):
             value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
             try:
@@ -99,11 +97,8 @@ def trained_on_grey_images(class_path: str | None) -> bool:
     """Whether the data module class at ``class_path`` serves grey images (its ``greyscale_images`` attribute)."""
     if not class_path:
         return False
-    import importlib
-
-    module, _, name = class_path.rpartition(".")
     try:
-        return bool(getattr(getattr(importlib.import_module(module), name), "greyscale_images", False))
+        return bool(getattr(registry.import_class(class_path), "greyscale_images", False))
     except (ImportError, AttributeError):
         return False
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import importlib
 import io
 import os
 from pathlib import Path
@@ -47,9 +46,9 @@ def load_task(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     hparams.pop("_instantiator", None)
     if not class_path:
         raise ValueError(f"{ckpt_path}: the checkpoint does not name its model class (not written by fer-zoo fit)")
-    module, name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
-    task = cls.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True, **hparams)
+    from fer_zoo.registry import import_class
+
+    task = import_class(class_path).load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True, **hparams)
     return task.eval(), meta
 
 

@@ -37,16 +37,12 @@ def _list(args: list[str]) -> None:
 
 def data_module_from_alias(alias: str, overrides: dict[str, Any]) -> Any:
     """Instantiate the data module of a dataset alias with its packaged defaults plus ``overrides``."""
-    import importlib
-
     import yaml
 
     path = registry.config_path("data", alias)
     if path is None:
         raise SystemExit(f"unknown dataset {alias!r}; known: {', '.join(registry.list_datasets())}")
-    node = yaml.safe_load(path.read_text())
-    module, _, name = node["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**{**(node.get("init_args") or {}), **overrides})
+    return registry.instantiate(yaml.safe_load(path.read_text()), **overrides)
 
 
 def _landmarks(args: list[str]) -> None:
