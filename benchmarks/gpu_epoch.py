@@ -24,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.paths import ROOT
 from benchmarks.publish import finish_report
-from benchmarks.run import ROOT, experiment_files, experiment_index, override_args
+from benchmarks.recipes import experiment_files, experiment_index, override_args
 
 DRY_RUN = [
     "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",

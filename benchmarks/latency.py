@@ -10,7 +10,7 @@ Usage::
 
     python -m benchmarks.latency --root ../shared/data/ferplus --ckpt CKPT --fer-python /tmp/tfenv/bin/python
 
-Writes ``benchmarks/results/latency.md`` (with the exported model's parity).
+Writes ``benchmarks/results/latency/README.md`` (with the exported model's parity).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.paths import RESULTS
 
 
 def timed(fn, inputs: list, warmup: int = 10) -> float:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ckpt", required=True, help="a fer-zoo checkpoint (exported to ONNX here)")
     p.add_argument("--fer-python", default=None, help="a Python with the fer package and TensorFlow")
     p.add_argument("--faces", type=int, default=300)
-    p.add_argument("--out", default=str(RESULTS / "latency.md"))
+    p.add_argument("--out", default=str(RESULTS / "latency" / "README.md"))
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     import onnxruntime

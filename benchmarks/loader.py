@@ -1,6 +1,6 @@
 """Loader throughput on FERPlus: packed-cache build vs reuse vs decoding PNGs, with and without augmentation.
 
-Usage: python -m benchmarks.loader --root ../shared/data/ferplus [--out benchmarks/results/loader_ferplus.md]
+Usage: python -m benchmarks.loader --root ../shared/data/ferplus [--out benchmarks/results/loader/ferplus.md]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def loader_rate(dataset, workers: int, batches: int, batch_size: int = 64) -> fl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--root", default="../shared/data/ferplus")
-    p.add_argument("--out", default="benchmarks/results/loader_ferplus.md")
+    p.add_argument("--out", default="benchmarks/results/loader/ferplus.md")
     p.add_argument("--batches", type=int, default=60)
     a = p.parse_args()
     torch.set_num_threads(1)

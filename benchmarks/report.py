@@ -1,13 +1,14 @@
-"""Self-contained HTML benchmark report: every plot inline, opens from disk with no server.
+"""``make report``: every published table re-tabulated from its committed run reports, plus a self-contained
+HTML page per table (every plot inline, opens from disk with no server).
 
-Written by ``benchmarks/run.py`` next to each table (``<results>/<dataset>.html``) from the same rows,
-the published per-run reports (``<results>/<dataset>/<model>/s<seed>/``), the paper column and the
-peer rows. Sections: OA/MCA/macro-F1 bars with the seed spread (paper numbers as markers, peers as
-hatched bars), per-class accuracy heatmap, row-normalised confusion matrices (summed over seeds),
-and every run's validation curve overlaid.
+For each ``benchmarks/results/<study>/<dataset>.md`` made by ``benchmarks.run``, the table's own Command line is run
+again with ``--from-results`` (no training): the Markdown and CSV must come back unchanged (``git diff`` shows any
+drift), and ``runs/report/<study>/<dataset>.html`` is written from the same rows: OA/MCA/macro-F1 bars with the seed
+spread (paper numbers as markers, peers as hatched bars), per-class accuracy heatmap, row-normalised confusion
+matrices (summed over seeds) and every run's validation curve. HTML and plots are not committed.
 
-``python -m benchmarks.report --check FILE.html --screenshot OUT.png`` opens a report in headless
-Chromium and saves what it renders (the check the issue asks for: look at the PNG).
+``python -m benchmarks.report --check FILE.html --screenshot OUT.png`` opens a report in headless Chromium and saves
+what it renders.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import base64
 import html
 import io
 import json
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.paths import RESULTS, ROOT
 
 
 def _png(fig) -> str:
@@ -210,14 +215,63 @@ def screenshot(page: Path, png: Path, width: int = 1300, height: int = 4200) -> 
     return png
 
 
+COMMAND = re.compile(r"^Command: `python -m benchmarks\.run (.*?)`")
+
+
+def table_command(table: Path) -> list[str] | None:
+    """The runner arguments a published table was made with (its ``Command:`` line), pointed at the table's own study
+    folder; None for a report another script wrote."""
+    for line in table.read_text().splitlines()[:5]:
+        match = COMMAND.match(line)
+        if match:
+            argv = shlex.split(match.group(1))
+            if "--note" in argv:  # older tables pasted a note file; notes now live in the study's NOTES.md
+                del argv[argv.index("--note") : argv.index("--note") + 2]
+            if "--results" not in argv:
+                argv += ["--results", str(table.parent.relative_to(ROOT))]
+            return [a for a in argv if a != "--from-results"]
+    return None
+
+
+def report_study(table: Path, out: Path) -> Path:
+    """Re-tabulate one published table from its reports and write its HTML page under ``out``."""
+    from benchmarks import run
+    from benchmarks.recipes import label_noise, paper_entry
+    from benchmarks.tables import peer_rows
+
+    argv = table_command(table)
+    tables = run.main([*argv, "--from-results"])
+    args = run.parser().parse_args(argv)
+    dataset = table.stem
+    rows = tables[dataset]
+    papers = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        entry = paper_entry(dataset, model, label_noise(dataset, model, args.override))
+        if entry is not None and entry["acc"] is not None:
+            papers[model] = entry["acc"]
+    out.mkdir(parents=True, exist_ok=True)
+    return write_html(out / f"{dataset}.html", f"fer-zoo benchmark: {table.parent.name} ({dataset})",
+                      table.read_text(), rows, peer_rows(dataset), papers, table.parent / "runs" / dataset)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``--check PAGE --screenshot PNG``: render a report in headless Chromium."""
+    """Re-tabulate every published runner table and write its HTML page (``make report``); or, with ``--check``,
+    render one page in headless Chromium."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", required=True, help="an HTML report")
-    p.add_argument("--screenshot", required=True, help="PNG to write")
+    p.add_argument("--studies", nargs="*", default=None, help="study folders under benchmarks/results (default: all)")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "report", help="where the HTML pages go")
+    p.add_argument("--check", default=None, help="an HTML report to render (with --screenshot)")
+    p.add_argument("--screenshot", default=None, help="PNG to write")
     p.add_argument("--height", type=int, default=4200)
     a = p.parse_args(argv)
-    print(screenshot(Path(a.check), Path(a.screenshot), height=a.height))
+    if a.check:
+        print(screenshot(Path(a.check), Path(a.screenshot or Path(a.check).with_suffix(".png")), height=a.height))
+        return
+    studies = [RESULTS / s for s in a.studies] if a.studies else sorted(d for d in RESULTS.iterdir() if d.is_dir())
+    for study in studies:
+        for table in sorted(study.glob("*.md")):
+            if table_command(table) is not None:
+                print(f"{table.relative_to(ROOT)} -> {report_study(table, a.out / study.name)}", flush=True)
 
 
 if __name__ == "__main__":

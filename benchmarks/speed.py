@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
+from benchmarks.paths import ROOT
 from benchmarks.publish import finish_report
-from benchmarks.run import ROOT, experiment_config, experiment_files
+from benchmarks.recipes import experiment_config, experiment_files
 from fer_zoo.registry import instantiate
 
 #: (name, channels_last, bf16 autocast)

@@ -23,15 +23,14 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE", "offline")
 
 
-def log_benchmark(dataset: str, frame: pd.DataFrame, summary: pd.DataFrame, html: Path, save_dir: Path,
+def log_benchmark(dataset: str, frame: pd.DataFrame, summary: pd.DataFrame, save_dir: Path,
                   project: str = "fer-zoo") -> str | None:
-    """Log one ``benchmark`` run with the tables, a bar chart and the HTML report; returns its folder.
+    """Log one ``benchmark`` run with the tables and a bar chart; returns its folder.
 
     Args:
         dataset: the table's dataset.
         frame: one row per (model, seed) run.
         summary: one row per model (means and stds).
-        html: the self-contained HTML report.
         save_dir: where the (offline) W&B files go.
         project: W&B project.
     """
@@ -50,7 +49,6 @@ def log_benchmark(dataset: str, frame: pd.DataFrame, summary: pd.DataFrame, html
         "benchmark/runs": runs_table,
         "benchmark/models": models_table,
         "benchmark/test_oa": wandb.plot.bar(models_table, "model", "acc_mean", title=f"{dataset}: test OA by model"),
-        "benchmark/report": wandb.Html(html.read_text()),
     })
     for row in summary.itertuples():
         run.summary[f"test_oa/{row.model}"] = row.acc_mean

@@ -17,7 +17,7 @@ def test_aliases_expand_to_packaged_configs():
 
 def _experiment_rows():
     """Every stand-alone experiment file and every index row (its configs composed left to right)."""
-    from benchmarks.run import experiment_files, experiment_index
+    from benchmarks.recipes import experiment_files, experiment_index
 
     rows = []
     for folder in sorted(p for p in (REPO / "experiments").iterdir() if p.is_dir()):
@@ -37,7 +37,7 @@ def test_experiment_configs_parse(name, configs, capsys):
 
 
 def test_index_rows_name_existing_configs_and_deltas_are_short():
-    from benchmarks.run import experiment_index
+    from benchmarks.recipes import experiment_index
 
     for folder in (p for p in (REPO / "experiments").iterdir() if (p / "index.yaml").is_file()):
         index = experiment_index(folder.name)

@@ -52,12 +52,20 @@ def test_benchmark_runner_end_to_end(tmp_path):
     accs = table.set_index("model")["acc"]
     shown = float(mpa_row.split("|")[6])  # the "OA − recipe baseline" column
     assert shown == pytest.approx(100 * (accs["mpa"] - accs["baseline-mpa-recipe"]), abs=0.02)
-    assert (tmp_path / "results" / "synthetic" / "baseline" / "s0" / "curves.png").exists()
+    published = tmp_path / "results" / "runs" / "synthetic" / "baseline" / "s0"
+    assert {"fit_report.json", "test_report.json", "fit_metrics.csv", "config.yaml", "commands.sh"} <= {
+        f.name for f in published.iterdir()
+    }
+    # the same table comes back from the published reports alone (only the Command line says where from)
+    again = subprocess.run(cmd + ["--from-results"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    retabulated = (tmp_path / "results" / "synthetic.md").read_text().splitlines()
+    assert "with `--from-results`" in retabulated[2]
+    assert retabulated[:2] + retabulated[3:] == markdown.splitlines()[:2] + markdown.splitlines()[3:]
 
     # flip TTA re-tests the published run's own test command with the flip option only
-    from benchmarks import flip_tta
+    from benchmarks.studies import flip_tta
 
-    published = tmp_path / "results" / "synthetic" / "baseline" / "s0"
     flip_tta.main([str(published), "--runs", str(tmp_path / "flip"), "--out", str(tmp_path / "flip.md")])
     flip_run = tmp_path / "flip" / "results" / "synthetic" / "baseline" / "s0"
     assert "test_time_flip: true" in (flip_run / "lightning_config.yaml").read_text()
@@ -92,14 +100,14 @@ def test_benchmark_pretrains_lacovl_landmark_network(tmp_path):
     # the pretrained extractor is the one the fit loaded and the published commands name it
     config = (tmp_path / "synthetic" / "lacovl" / "s0" / "fit" / "lightning_config.yaml").read_text()
     assert str(tmp_path / "synthetic" / "landmark_net" / "landmark_net.pt") in config
-    commands = (tmp_path / "results" / "synthetic" / "lacovl" / "s0" / "commands.sh").read_text().splitlines()
+    commands = (tmp_path / "results" / "runs" / "synthetic" / "lacovl" / "s0" / "commands.sh").read_text().splitlines()
     assert "pretrain-landmarks" in commands[1] and "num_train=64" in commands[1] and "landmark_weights" in commands[2]
 
 
 def test_label_correction_stats(tmp_path):
     import torch
 
-    from benchmarks.label_correction import correction_stats
+    from benchmarks.studies.label_correction import correction_stats
 
     run = tmp_path / "fit"
     (run / "checkpoints").mkdir(parents=True)
@@ -117,7 +125,7 @@ def test_label_correction_stats(tmp_path):
 
 
 def test_recipe_config_is_the_baseline_with_the_methods_recipe():
-    from benchmarks.run import recipe_config, recipe_method
+    from benchmarks.recipes import recipe_config, recipe_method
 
     assert recipe_method("baseline-lanet-recipe") == "lanet" and recipe_method("baseline") is None
     config = recipe_config("synthetic", "lanet", ["model.queue_size=64", "model.lr=0.0005", "data.num_train=64"])
@@ -142,13 +150,13 @@ def test_recipe_config_is_the_baseline_with_the_methods_recipe():
     assert data["sampler"] == "progressive" and data["image_size"] == 48 and config["trainer"]["max_epochs"] == 6
     lacovl = recipe_config("synthetic", "lacovl", [])
     assert "positive_pairs" not in lacovl["data"]["init_args"]  # the baseline does not load pairs
-    # experiments/synthetic/lacovl.yaml: Adam 3e-4, one-cycle with 15 % warm-up
+    # experiments/synthetic/models/lacovl.yaml: Adam 3e-4, one-cycle (the base's 15 % warm-up)
     assert lacovl["model"]["init_args"]["optimizer"] == "adam" and lacovl["model"]["init_args"]["lr"] == 0.0003
     assert lacovl["model"]["init_args"]["scheduler"] == "onecycle" and lacovl["model"]["init_args"]["warmup_pct"] == 0.15
 
 
 def test_a_recipe_equal_to_the_baselines_is_recognised():
-    from benchmarks.run import recipe_is_baselines
+    from benchmarks.recipes import recipe_is_baselines
 
     # synthetic E2N uses the baseline's optimiser, schedule, data and epochs; LA-Net and MPA do not
     assert recipe_is_baselines("synthetic", "e2n", [])
@@ -158,7 +166,7 @@ def test_a_recipe_equal_to_the_baselines_is_recognised():
 
 
 def test_ablation_table_reads_runs_and_names_the_changes(tmp_path):
-    from benchmarks.ablation_table import main as ablation_table
+    from benchmarks.studies.ablation_table import main as ablation_table
 
     for name, lr, accs in (("a", 0.1, (0.2, 0.5, 0.4)), ("b", 0.3, (0.3, 0.35, 0.6))):
         run = tmp_path / name
@@ -174,7 +182,7 @@ def test_ablation_table_reads_runs_and_names_the_changes(tmp_path):
 
 
 def test_scoped_overrides_reach_only_their_model():
-    from benchmarks.run import recipe_config, recipe_is_baselines, scoped
+    from benchmarks.recipes import recipe_config, recipe_is_baselines, scoped
 
     overrides = ["data.image_size=48", "lanet:model.init_args.heatmap_stride=2", "lanet:model.lr=0.0005"]
     assert scoped(overrides, "baseline") == ["data.image_size=48"]
@@ -239,7 +247,7 @@ def test_peer_scores_map_classes_by_name_and_count_missing_ones_as_errors():
 
 
 def test_paper_column_follows_dataset_model_and_noise():
-    from benchmarks.run import paper_entry
+    from benchmarks.recipes import paper_entry
 
     assert paper_entry("ferplus", "lanet", 0.0)["acc"] == 91.39
     assert paper_entry("ferplus", "lanet", 0.2)["acc"] == 86.85
@@ -296,9 +304,7 @@ def test_wandb_benchmark_run_and_report_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     frame = pd.DataFrame({"model": ["baseline", "lanet"], "seed": [0, 0], "acc": [0.6, 0.5]})
     summary = pd.DataFrame({"model": ["baseline", "lanet"], "acc_mean": [0.6, 0.5], "acc_std": [0.0, 0.0]})
-    page = tmp_path / "r.html"
-    page.write_text("<html><body>report</body></html>")
-    folder = log_benchmark("ferplus", frame, summary, page, tmp_path / "wandb")
+    folder = log_benchmark("ferplus", frame, summary, tmp_path / "wandb")
     run_dir = next((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
     assert folder and any(run_dir.glob("*.wandb"))
     report = build_report("ferplus", entity="me")
@@ -310,7 +316,7 @@ def test_wandb_benchmark_run_and_report_offline(tmp_path, monkeypatch):
 
 
 def test_a_method_row_is_paired_with_the_baseline_row_of_its_exact_recipe_and_init():
-    from benchmarks.run import ablation_pair
+    from benchmarks.recipes import ablation_pair
 
     face = ["baseline-faceres", "baseline-faceres-scratch", "baseline-faceres-deep", "baseline-mobileface", "e2n-faceres",
             "lanet-faceres"]
@@ -333,7 +339,7 @@ def test_a_method_row_is_paired_with_the_baseline_row_of_its_exact_recipe_and_in
 
 
 def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
-    from benchmarks.run import needs_landmark_net
+    from benchmarks.recipes import needs_landmark_net
 
     # Decided by the model class, not the row's name: a renamed LaCoVL row must not train on a random extractor.
     assert needs_landmark_net("ferplus", "lacovl-faceres")
@@ -344,7 +350,7 @@ def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
 
 
 def test_logit_adjustment_scores_and_tau_choice_by_hand():
-    from benchmarks.logit_adjust import choose_tau, scores
+    from benchmarks.studies.logit_adjust import choose_tau, scores
 
     # two classes, prior (0.8, 0.2): log-prior gap log(4) = 1.386
     log_prior = torch.log(torch.tensor([0.8, 0.2]))

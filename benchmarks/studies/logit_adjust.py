@@ -1,0 +1,138 @@
+"""Post-hoc logit adjustment (Menon et al., 2021): choose tau on validation, report test, show the MCA/OA trade.
+
+For each checkpoint the validation and test logits are computed once (single view, as selection sees them); then,
+for every ``tau`` of the grid, the logits ``z - tau * log(prior)`` (``prior``: the training split's class
+frequencies stored in the checkpoint) are scored. ``tau`` is chosen on **validation**: the largest validation MCA
+whose validation OA stays within ``--max-oa-drop`` points of ``tau = 0``. Test is read at that ``tau`` only; the
+full curve is printed too, so the trade is visible. ``fer-zoo test --model.init_args.logit_adjust_tau T`` then
+reproduces a row. Usage::
+
+    python -m benchmarks.studies.logit_adjust runs/.../s0/fit/checkpoints/best-*.ckpt ... --data-root ../shared/data/ferplus \\
+        --out benchmarks/results/<study>/logit_adjust.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from benchmarks.publish import finish_report
+from benchmarks.tables import mean_std
+from fer_zoo.checkpoints import load_task
+from fer_zoo.metrics import confusion_scores
+from fer_zoo.registry import import_class
+
+GRID = [round(0.1 * i, 2) for i in range(0, 21)]
+
+
+def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 128) -> object:
+    """The checkpoint's own data module (class and options), with ``root`` when given; evaluation splits only."""
+    hp = dict(meta.get("datamodule_hyper_parameters") or {})
+    class_path = hp.pop("_class_path", None)
+    hp.pop("_instantiator", None)
+    if not class_path:
+        raise SystemExit("the checkpoint does not record its data module; pass a checkpoint written by fer-zoo fit")
+    if root:
+        hp["root"] = root
+    hp.update(batch_size=batch_size, num_workers=1)
+    return import_class(class_path)(**hp)
+
+
+@torch.no_grad()
+def logits_of(task: torch.nn.Module, loader: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single-view logits and labels of every batch of ``loader``."""
+    task.to(memory_format=torch.channels_last)
+    outs, labels = [], []
+    for batch in loader:
+        images = batch["image"].contiguous(memory_format=torch.channels_last)
+        outs.append(task(images).float())
+        labels.append(batch["label"])
+    return torch.cat(outs), torch.cat(labels)
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor, log_prior: torch.Tensor, tau: float) -> dict[str, float]:
+    """OA, MCA, macro-F1 and per-class accuracy of ``logits - tau * log_prior``."""
+    n = logits.shape[1]
+    preds = (logits - tau * log_prior).argmax(1)
+    confusion = torch.bincount(labels * n + preds, minlength=n * n).view(n, n)
+    return confusion_scores(confusion, list(range(n)))
+
+
+def choose_tau(val: dict[float, dict[str, float]], max_oa_drop: float) -> float:
+    """The tau of the highest validation MCA whose validation OA is within ``max_oa_drop`` points of tau = 0."""
+    floor = val[0.0]["acc"] - max_oa_drop / 100.0
+    allowed = [t for t in val if val[t]["acc"] >= floor - 1e-12]
+    return max(allowed, key=lambda t: (round(val[t]["mca"], 12), -t))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Sweep tau for each checkpoint and write the Markdown table."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", help="fer-zoo fit checkpoints (e.g. each seed's best)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--max-oa-drop", type=float, default=1.5, help="points of validation OA tau may cost")
+    p.add_argument("--labels", nargs="*", default=None, help="a row label per checkpoint (default: its run folder)")
+    p.add_argument("--out", default=None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(argv)
+    rows = []
+    for i, ckpt in enumerate(args.checkpoints):
+        task, meta = load_task(ckpt)
+        dm = datamodule_from_checkpoint(meta, args.data_root)
+        dm.setup("fit")
+        dm.setup("test")
+        log_prior = task.class_prior.float().log()
+        val_logits, val_labels = logits_of(task, dm.val_dataloader())
+        test_logits, test_labels = logits_of(task, dm.test_dataloader())
+        val = {t: scores(val_logits, val_labels, log_prior, t) for t in GRID}
+        test = {t: scores(test_logits, test_labels, log_prior, t) for t in GRID}
+        tau = choose_tau(val, args.max_oa_drop)
+        label = args.labels[i] if args.labels else Path(ckpt).parents[2].name
+        rows.append({"row": label, "tau": tau, "val": val, "test": test, "classes": task.class_names})
+        print(f"{label}: tau {tau} (val MCA {val[tau]['mca']:.4f}); test OA {test[0.0]['acc']:.4f} -> "
+              f"{test[tau]['acc']:.4f}, MCA {test[0.0]['mca']:.4f} -> {test[tau]['mca']:.4f}", flush=True)
+    finish_report(table(rows, args), "benchmarks.studies.logit_adjust", argv, args.out)
+
+
+def table(rows: list[dict], args: argparse.Namespace) -> list[str]:
+    """The Markdown report: chosen tau per checkpoint, mean ± std, and the validation/test curve."""
+    pct = lambda v: f"{100 * v:.2f}"
+    lines = [
+        "# Post-hoc logit adjustment (tau chosen on validation)",
+        "",
+        f"tau: the largest validation MCA with validation OA within {args.max_oa_drop} points of tau = 0 "
+        f"(grid {GRID[0]}..{GRID[-1]} step 0.1). Test read at that tau only. Single view.",
+        "",
+        "| checkpoint | tau | test OA (tau 0 -> tau) | test MCA | test macro-F1 | "
+        + " | ".join(f"{c} acc" for c in rows[0]["classes"]) + " |",
+        "|---|---|---|---|---|" + "---|" * len(rows[0]["classes"]),
+    ]
+    for r in rows:
+        t0, tt = r["test"][0.0], r["test"][r["tau"]]
+        per_class = " | ".join(f"{pct(a)} -> {pct(b)}" for a, b in zip(t0["per_class_acc"], tt["per_class_acc"]))
+        lines.append(
+            f"| {r['row']} | {r['tau']} | {pct(t0['acc'])} -> {pct(tt['acc'])} | {pct(t0['mca'])} -> "
+            f"{pct(tt['mca'])} | {pct(t0['f1_macro'])} -> {pct(tt['f1_macro'])} | {per_class} |"
+        )
+    if len(rows) > 1:
+        import pandas as pd
+
+        for key, name in (("acc", "OA"), ("mca", "MCA"), ("f1_macro", "macro-F1")):
+            before = pd.Series([r["test"][0.0][key] for r in rows])
+            after = pd.Series([r["test"][r["tau"]][key] for r in rows])
+            lines.append(f"\nMean over {len(rows)} checkpoints, test {name}: {mean_std(before)} -> {mean_std(after)}")
+    lines += ["", "## Curve (every tau; validation chooses, test is shown for the trade only)", "",
+              "| checkpoint | tau | val OA | val MCA | test OA | test MCA | test macro-F1 |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for t in GRID[::2] if len(GRID) > 11 else GRID:
+            v, s = r["val"][t], r["test"][t]
+            lines.append(f"| {r['row']} | {t} | {pct(v['acc'])} | {pct(v['mca'])} | {pct(s['acc'])} | {pct(s['mca'])} | "
+                         f"{pct(s['f1_macro'])} |")
+    return lines
+
+
+if __name__ == "__main__":
+    main()
