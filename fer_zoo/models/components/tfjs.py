@@ -146,25 +146,62 @@ def same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], 
     return F.pad(x, pads, value=value) if any(pads) else x
 
 
+def _source(name: str) -> str:
+    """The node an input names (``^ctrl`` and ``node:1`` forms reduced to the node)."""
+    return name.lstrip("^").split(":")[0]
+
+
+def topological_order(nodes: list[dict]) -> list[dict]:
+    """``nodes`` ordered so each comes after the nodes it reads.
+
+    A frozen GraphDef need not be in that order; file order is kept where it already is one. Inputs that are not
+    among ``nodes`` (constants) are ignored.
+    """
+    by_name = {n["name"]: n for n in nodes}
+    done: set[str] = set()
+    out: list[dict] = []
+    for start in nodes:
+        stack = [(start, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node["name"] in done:
+                continue
+            if expanded:
+                done.add(node["name"])
+                out.append(node)
+                continue
+            stack.append((node, True))
+            for name in reversed(node.get("input", [])):
+                source = by_name.get(_source(name))
+                if source is not None and source["name"] not in done:
+                    stack.append((source, False))
+    return out
+
+
 class GraphRunner(torch.nn.Module):
     """Runs a small TF.js graph model as it is (inference only, NCHW inside), for peer models and parity.
 
-    Supports the ops of plain CNN classifiers: ``_FusedConv2D`` (BiasAdd, then Relu/Relu6),
-    ``Conv2D``, ``DepthwiseConv2dNative``, ``MaxPool``, ``AvgPool``, ``AddV2``/``Add``, ``Relu``,
-    ``Relu6``, ``Mean`` over H and W, ``Softmax``, ``Identity``. Any other op is an error naming it.
+    Supports the ops of plain CNN classifiers and of frozen TF GraphDefs such as FaceNet's: ``_FusedConv2D``
+    (BiasAdd, then Relu/Relu6), ``Conv2D``, ``DepthwiseConv2dNative``, ``BiasAdd``, ``MaxPool``, ``AvgPool``,
+    ``AddV2``/``Add``, ``Mul``, ``Relu``, ``Relu6``, ``ConcatV2`` (channels), ``Mean`` over H and W, ``Reshape`` to
+    ``(B, -1)``, ``MatMul``, ``FusedBatchNorm`` (inference), ``Square``, ``Sum`` (last axis), ``Maximum``,
+    ``Rsqrt``, ``Softmax``, ``Identity``. Any other op is an error naming it.
     """
 
     SUPPORTED = {"Const", "Placeholder", "_FusedConv2D", "Conv2D", "DepthwiseConv2dNative", "MaxPool", "AvgPool",
-                 "AddV2", "Add", "Relu", "Relu6", "Mean", "Softmax", "Identity"}
+                 "AddV2", "Add", "Relu", "Relu6", "Mean", "Softmax", "Identity", "BiasAdd", "Mul", "ConcatV2",
+                 "Reshape", "MatMul", "FusedBatchNorm", "Square", "Sum", "Maximum", "Rsqrt"}
 
     def __init__(self, graph: GraphModel) -> None:
         super().__init__()
         unknown = sorted({n["op"] for n in graph.nodes} - self.SUPPORTED)
         if unknown:
             raise ValueError(f"{graph.path}: GraphRunner does not support the ops {unknown}")
-        self.nodes = [n for n in graph.nodes if n["op"] != "Const"]
+        self.nodes = topological_order([n for n in graph.nodes if n["op"] != "Const"])
         self.consts = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in graph.weights.items()}
-        self.output = graph.nodes[-1]["name"]
+        consumed = {_source(i) for n in self.nodes for i in n.get("input", [])}
+        sinks = [n["name"] for n in self.nodes if n["name"] not in consumed]
+        self.output = sinks[-1] if sinks else graph.nodes[-1]["name"]
 
     @torch.no_grad()
     def forward(self, x_nhwc: torch.Tensor) -> torch.Tensor:
@@ -223,6 +260,37 @@ class GraphRunner(torch.nn.Module):
                 out = get(inputs[0]).mean((2, 3))
             elif op == "Softmax":
                 out = get(inputs[0]).softmax(-1)
+            elif op == "BiasAdd":
+                x, bias = get(inputs[0]), get(inputs[1])
+                out = x + (bias.view(1, -1, 1, 1) if x.dim() == 4 else bias)
+            elif op == "Mul":
+                out = get(inputs[0]) * get(inputs[1])
+            elif op == "ConcatV2":  # NHWC axis 3 (or -1) is NCHW's channel axis here
+                axis = int(self.consts[inputs[-1]].item())
+                if axis not in (3, -1):
+                    raise ValueError(f"{node['name']}: ConcatV2 over axis {axis} (only channels are supported)")
+                out = torch.cat([get(i) for i in inputs[:-1]], 1)
+            elif op == "Reshape":  # flattening pooled maps (B, C, 1, 1) and the (B, C) <-> (B, 1, 1, C) of BN
+                x = get(inputs[0])
+                out = x.flatten(1) if x.dim() == 4 and x.shape[2:].numel() == 1 else x
+            elif op == "MatMul":
+                out = get(inputs[0]) @ get(inputs[1])
+            elif op == "FusedBatchNorm":  # inference: (x - mean) / sqrt(var + eps) * gamma + beta
+                x, gamma, beta, mean, var = (get(i) for i in inputs[:5])
+                eps = float(node.get("attr", {}).get("epsilon", {}).get("f", 1e-3))
+                out = (x - mean) / torch.sqrt(var + eps) * gamma + beta
+            elif op == "Square":
+                out = get(inputs[0]).square()
+            elif op == "Sum":
+                axes = [int(a) for a in np.atleast_1d(self.consts[inputs[1]].numpy())]
+                if axes not in ([1], [-1]):
+                    raise ValueError(f"{node['name']}: Sum over axes {axes} (only the feature axis is supported)")
+                keep = bool(node.get("attr", {}).get("keep_dims", {}).get("b", False))
+                out = get(inputs[0]).sum(1, keepdim=keep)
+            elif op == "Maximum":
+                out = torch.maximum(get(inputs[0]), get(inputs[1]))
+            elif op == "Rsqrt":
+                out = get(inputs[0]).rsqrt()
             else:  # Identity
                 out = get(inputs[0])
             values[node["name"]] = out
