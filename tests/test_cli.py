@@ -138,6 +138,7 @@ def test_methods_fit_and_test(model, tmp_path):
     assert 0.0 <= report["test/acc"] <= 1.0 and sum(map(sum, report["confusion_matrix"])) == 32
 
 
+@pytest.mark.slow  # make test-full: keeps the default run near 10 minutes on 2 cores
 @pytest.mark.ddp
 def test_mpa_prototypes_under_ddp(tmp_path):
     run_ddp(tmp_path, "mpa", "--model.clip_arch", "FERZoo-Tiny")
@@ -145,6 +146,7 @@ def test_mpa_prototypes_under_ddp(tmp_path):
     assert bool(ckpt["state_dict"]["prototypes_ready"]) and ckpt["state_dict"]["prototypes"].abs().sum() > 0
 
 
+@pytest.mark.slow  # make test-full: keeps the default run near 10 minutes on 2 cores
 @pytest.mark.ddp
 def test_lanet_under_ddp_with_label_noise(tmp_path):
     run_ddp(tmp_path, "lanet", "--model.queue_size", "96", "--data.label_noise", "0.2")
@@ -157,6 +159,7 @@ def test_lanet_under_ddp_with_label_noise(tmp_path):
     )  # 2 steps x global batch 32
 
 
+@pytest.mark.slow  # make test-full: keeps the default run near 10 minutes on 2 cores
 @pytest.mark.ddp
 def test_lacovl_fast_dev_run_under_ddp(tmp_path):
     run_ddp(tmp_path, "lacovl", *METHOD_ARGS["lacovl"], limit=("--trainer.fast_dev_run", "true"))

@@ -80,6 +80,7 @@ def test_corrupt_image_is_named_or_skipped_and_counted(ferplus_root, tmp_path):
     assert data.unreadable[0].endswith("fer0000020.png")
 
 
+@pytest.mark.slow  # make test-full: keeps the default run near 10 minutes on 2 cores
 @needs_ferplus
 def test_real_ferplus_majority_counts():
     counts = {s: len(FERPlus(FERPLUS_REAL, s)) for s in ("train", "val", "test")}
