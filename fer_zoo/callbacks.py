@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -101,31 +98,6 @@ def epoch_line(
     if total and done > 0:
         parts.append(f"ETA {elapsed / done * (total - epoch) / 60:.1f} min")
     return "  ".join(parts)
-
-
-def start_orphan_watchdog(period: float = 2.0) -> bool:
-    """End this process when its launcher dies, instead of leaving it blocked in a collective; True if started.
-
-    Lightning's launcher (local rank 0 of a node) kills its children when one of them dies; nothing covers the
-    launcher itself dying (OOM-killed, ``kill -9``): its children then wait in the process-group set-up or the next
-    all-reduce, holding their memory, until the 30-minute collective timeout or forever. A rank started by a
-    launcher (``LOCAL_RANK`` set and not 0: Lightning's children, or torchrun's workers) watches its parent from the
-    first moment and exits with a one-line message once it has been reparented.
-    """
-    if os.environ.get("LOCAL_RANK", "0") in ("", "0"):
-        return False
-    parent, rank = os.getppid(), os.environ.get("RANK", os.environ["LOCAL_RANK"])
-
-    def watch() -> None:
-        while True:
-            time.sleep(period)
-            if os.getppid() != parent:
-                sys.stderr.write(f"fer-zoo: rank {rank}: its launcher (pid {parent}) ended; stopping this rank too\n")
-                sys.stderr.flush()
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="fer-zoo-orphan-watchdog").start()
-    return True
 
 
 class TestEachEpoch(L.Callback):

@@ -32,12 +32,12 @@ from fer_zoo.callbacks import (
     RunReport,
     TestEachEpoch,
     ThroughputMonitor,
-    start_orphan_watchdog,
 )
 from fer_zoo.checkpoints import AtomicCheckpointIO, StepCheckpoint, disk_full_message
 from fer_zoo.commands import EXTRA_COMMANDS
 from fer_zoo.errors import input_error, input_error_message
 from fer_zoo.loggers import RunCSVLogger, TrimResumedLog
+from fer_zoo.watchdog import start_orphan_watchdog
 
 log = logging.getLogger(__name__)
 STAMP_ENV = "FER_ZOO_RUN_STAMP"  # shared by DDP ranks so they agree on the run folder
