@@ -233,13 +233,13 @@ def table_command(table: Path) -> list[str] | None:
     return None
 
 
-def report_study(table: Path, out: Path) -> Path:
-    """Re-tabulate one published table from its reports and write its HTML page under ``out``."""
+def report_study(table: Path, argv: list[str], out: Path) -> Path:
+    """Re-tabulate one published table from its reports (``argv``: its :func:`table_command`) and write its HTML page
+    under ``out``."""
     from benchmarks import run
     from benchmarks.recipes import label_noise, paper_entry
     from benchmarks.tables import peer_rows
 
-    argv = table_command(table)
     tables = run.main([*argv, "--from-results"])
     args = run.parser().parse_args(argv)
     dataset = table.stem
@@ -270,8 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     studies = [RESULTS / s for s in a.studies] if a.studies else sorted(d for d in RESULTS.iterdir() if d.is_dir())
     for study in studies:
         for table in sorted(study.glob("*.md")):
-            if table_command(table) is not None:
-                print(f"{table.relative_to(ROOT)} -> {report_study(table, a.out / study.name)}", flush=True)
+            argv = table_command(table)
+            if argv is not None:
+                print(f"{table.relative_to(ROOT)} -> {report_study(table, argv, a.out / study.name)}", flush=True)
 
 
 if __name__ == "__main__":

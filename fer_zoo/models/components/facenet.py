@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fer_zoo.models.components.faceres import InputAdapter
 from fer_zoo.models.components.tfjs import folded_bn_state, graph_weight
 
 BN_EPS = 1e-3
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 ROOT = "InceptionResnetV1"
 
 
@@ -105,6 +104,7 @@ class FaceNet(nn.Module):
         """``output``: ``pooled`` (1792-d features, the backbone use) or ``embedding`` (the 512-d unit embedding)."""
         super().__init__()
         self.output = output
+        self.input_adapter = InputAdapter("imagenet")  # ImageNet-normalised -> RGB 0..255 (no state)
         self.stem = nn.Sequential(
             ConvBN(3, 32, 3, 2, same=False), ConvBN(32, 32, 3, same=False), ConvBN(32, 64, 3),
             nn.MaxPool2d(3, 2), ConvBN(64, 80, 1, same=False), ConvBN(80, 192, 3, same=False),
@@ -132,10 +132,9 @@ class FaceNet(nn.Module):
         """Remove the embedding head (not part of the pooled feature extractor)."""
         self.bottleneck, self.bottleneck_bn = nn.Identity(), nn.Identity()
 
-    @staticmethod
-    def prewhiten(images: Tensor) -> Tensor:
+    def prewhiten(self, images: Tensor) -> Tensor:
         """ImageNet-normalised input -> FaceNet's input: 0..255 RGB, then each image standardised on its own."""
-        rgb = (images * _STD.to(images) + _MEAN.to(images)) * 255.0
+        rgb = self.input_adapter(images)
         flat = rgb.flatten(1)
         std = flat.std(1, unbiased=False).clamp_min(1.0 / flat.shape[1] ** 0.5)
         return (rgb - flat.mean(1).view(-1, 1, 1, 1)) / std.view(-1, 1, 1, 1)
@@ -160,6 +159,15 @@ class FaceNet(nn.Module):
         return self.embed(images) if self.output == "embedding" else self.pooled(images)
 
 
+def _branch_scopes(path: str, scope: str, branches: list[list[str]]) -> dict[str, str]:
+    """``<path>.branches.<b>[.<c>]`` -> ``<scope>/Branch_<b>/<conv>`` for each branch's convolutions in order."""
+    return {
+        f"{path}.branches.{b}" + (f".{c}" if len(convs) > 1 else ""): f"{scope}/Branch_{b}/{conv}"
+        for b, convs in enumerate(branches)
+        for c, conv in enumerate(convs)
+    }
+
+
 def _conv_scopes(net: FaceNet) -> dict[str, str]:
     """Module path of every ``ConvBN`` / up-projection -> its TF-slim scope in the graph."""
     scopes: dict[str, str] = {}
@@ -177,19 +185,12 @@ def _conv_scopes(net: FaceNet) -> dict[str, str]:
             blocks.append(("block8_last", f"{ROOT}/Block8"))
         for path, scope in blocks:
             scopes[f"{path}.up"] = f"{scope}/Conv2d_1x1"
-            for b, convs in enumerate(branches):
-                for c, conv in enumerate(convs):
-                    inner = f"{path}.branches.{b}" + (f".{c}" if len(convs) > 1 else "")
-                    scopes[inner] = f"{scope}/Branch_{b}/{conv}"
+            scopes.update(_branch_scopes(path, scope, branches))
     reductions = (("mixed_6a", [["Conv2d_1a_3x3"], ["Conv2d_0a_1x1", "Conv2d_0b_3x3", "Conv2d_1a_3x3"]]),
                   ("mixed_7a", [["Conv2d_0a_1x1", "Conv2d_1a_3x3"], ["Conv2d_0a_1x1", "Conv2d_1a_3x3"],
                                 ["Conv2d_0a_1x1", "Conv2d_0b_3x3", "Conv2d_1a_3x3"]]))
     for attr, branches in reductions:
-        scope = f"{ROOT}/Mixed_{attr.split('_')[1]}"
-        for b, convs in enumerate(branches):
-            for c, conv in enumerate(convs):
-                inner = f"{attr}.branches.{b}" + (f".{c}" if len(convs) > 1 else "")
-                scopes[inner] = f"{scope}/Branch_{b}/{conv}"
+        scopes.update(_branch_scopes(attr, f"{ROOT}/Mixed_{attr.split('_')[1]}", branches))
     return scopes
 
 

@@ -3,8 +3,9 @@
 A GraphDef is a protobuf message: ``repeated NodeDef node = 1``; a NodeDef has ``name = 1``, ``op = 2``,
 ``repeated input = 3`` and ``map<string, AttrValue> attr = 5``. Constants carry a ``TensorProto`` in their
 ``value`` attribute (``dtype = 1``, ``tensor_shape = 2``, raw ``tensor_content = 4`` or typed ``float_val = 5`` /
-``int_val = 7``). This module decodes the protobuf wire format for exactly those fields and returns the nodes in
-the zoo's :class:`~fer_zoo.models.components.tfjs.GraphModel` in the same dict form as a TF.js ``model.json`` (string attributes base64-encoded, lists under ``list``), so
+``int_val = 7``). This module decodes the protobuf wire format for exactly those fields and returns a
+:class:`~fer_zoo.models.components.tfjs.GraphModel` whose nodes have the same dict form as a TF.js ``model.json``
+(string attributes base64-encoded, lists under ``list``), so
 :class:`~fer_zoo.models.components.tfjs.GraphRunner` runs both.
 """
 
