@@ -230,6 +230,11 @@ class FERDataModule(L.LightningDataModule):
             pin_memory=False,
         )
 
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """An in-order loader of ``split`` at the evaluation batch size (features, analysis); the training split
+        keeps its own transform, so set ``augment: none`` and ``hflip: 0`` for its centre view."""
+        return self._loader(split, False)
+
     def train_dataloader(self) -> DataLoader:
         """Training loader (augmented, shuffled or re-balanced)."""
         return self._loader("train", True)

@@ -123,9 +123,10 @@ class LaCoVL(FERTask):
         """Build the model.
 
         Args:
-            pyramid: trainable image pyramid: ``ir50``, ``resnet18``, or a face network imported from
-                human-models (``faceres``/``mobileface`` with ``weights: faceres.vggface2`` /
-                ``mobileface.face``; a deviation from the paper's MS-Celeb IR-50).
+            pyramid: trainable image pyramid: ``ir50``, ``resnet18``, or an imported network
+                (``faceres``/``mobileface`` with ``weights: faceres.vggface2`` / ``mobileface.face``, or
+                ``mobilenetv2``/``efficientnet_lite0``/``facenet`` with their tags; a deviation from the paper's
+                MS-Celeb IR-50).
             weights: its weight spec (the paper: MS-Celeb-1M IR-50; None: random init).
             landmark_weights: weight spec of the frozen :class:`LandmarkNet`.
             landmark_input: input side of the landmark network (MobileFaceNet: 112).

@@ -101,16 +101,19 @@ def build_backbone(name: str = "resnet18", weights: str | None = None) -> tuple[
     return net, dim
 
 
-def face_levels(name: str, weights: str | None = None) -> list[tuple[nn.Module, int]]:
-    """A face network (``faceres`` or ``mobileface``) with ``weights``, cut at strides 2, 4, 8, 16, 32.
+#: backbones that can be cut into a feature pyramid (LA-Net's branches, LaCoVL's landmark-guided encoder)
+PYRAMID_BACKBONES = ("faceres", "mobileface", "mobilenetv2", "efficientnet_lite0", "facenet")
+
+
+def backbone_levels(name: str, weights: str | None = None) -> list[tuple[nn.Module, int]]:
+    """An imported network (one of :data:`PYRAMID_BACKBONES`) with ``weights``, cut at strides 2, 4, 8, 16, 32.
 
     Returns:
         ``[(module, output channels)]`` for the five levels; applied in order they give the
         network's feature maps (the first level includes the input adapter).
     """
-    if name not in FACE_BACKBONES:
-        raise ValueError(f"not a face backbone: {name!r}; one of {sorted(FACE_BACKBONES)}")
-    net = FACE_BACKBONES[name]()
+    if name not in PYRAMID_BACKBONES:
+        raise ValueError(f"no feature pyramid for backbone {name!r}; one of {PYRAMID_BACKBONES}")
+    net = IMPORTED_BACKBONES[name]()
     load_into(net, weights, option="model.weights")
     return net.levels()
-

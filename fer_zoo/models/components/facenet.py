@@ -134,10 +134,22 @@ class FaceNet(nn.Module):
 
     def prewhiten(self, images: Tensor) -> Tensor:
         """ImageNet-normalised input -> FaceNet's input: 0..255 RGB, then each image standardised on its own."""
-        rgb = self.input_adapter(images)
-        flat = rgb.flatten(1)
-        std = flat.std(1, unbiased=False).clamp_min(1.0 / flat.shape[1] ** 0.5)
-        return (rgb - flat.mean(1).view(-1, 1, 1, 1)) / std.view(-1, 1, 1, 1)
+        return _standardise(self.input_adapter(images))
+
+    def levels(self) -> list[tuple[nn.Sequential, int]]:
+        """The network cut at strides 2, 4, 8, 16 and 32 (see :meth:`FaceRes.levels`): ``(module, channels)`` each.
+
+        The first level holds the prewhitening (as a module sharing this network's input adapter) and the stem's
+        first three convolutions; the stem's max-pool opens the stride-4 level.
+        """
+        stem = list(self.stem)
+        return [
+            (nn.Sequential(_Prewhiten(self), *stem[:3]), 64),
+            (nn.Sequential(*stem[3:6]), 192),
+            (nn.Sequential(stem[6], self.block35), 256),
+            (nn.Sequential(self.mixed_6a, self.block17), 896),
+            (nn.Sequential(self.mixed_7a, self.block8, self.block8_last), 1792),
+        ]
 
     def stages(self, images: Tensor) -> list[Tensor]:
         """Maps after ``block35`` (stride 8), ``block17`` (16) and the last block8 (32)."""
@@ -157,6 +169,25 @@ class FaceNet(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Pooled features or the embedding, as ``output`` says."""
         return self.embed(images) if self.output == "embedding" else self.pooled(images)
+
+
+class _Prewhiten(nn.Module):
+    """:meth:`FaceNet.prewhiten` as a module (no state: the input adapter holds none), for :meth:`FaceNet.levels`."""
+
+    def __init__(self, net: FaceNet) -> None:
+        super().__init__()
+        self.input_adapter = net.input_adapter
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Prewhitened images."""
+        return _standardise(self.input_adapter(images))
+
+
+def _standardise(rgb: Tensor) -> Tensor:
+    """Each image minus its mean over all pixels and channels, over its deviation (floored as FaceNet does)."""
+    flat = rgb.flatten(1)
+    std = flat.std(1, unbiased=False).clamp_min(1.0 / flat.shape[1] ** 0.5)
+    return (rgb - flat.mean(1).view(-1, 1, 1, 1)) / std.view(-1, 1, 1, 1)
 
 
 def _branch_scopes(path: str, scope: str, branches: list[list[str]]) -> dict[str, str]:

@@ -41,6 +41,11 @@ class MobileNetV2Features(nn.Module):
         """Remove the ImageNet classifier (it is not part of the feature extractor)."""
         self.classifier = nn.Identity()
 
+    def levels(self) -> list[tuple[nn.Sequential, int]]:
+        """The trunk cut at strides 2, 4, 8, 16 and 32 (see :meth:`FaceRes.levels`): ``(module, channels)`` each."""
+        cuts = ((0, 2, 16), (2, 4, 24), (4, 7, 32), (7, 14, 96), (14, 19, 1280))
+        return [(nn.Sequential(*self.features[a:b]), c) for a, b, c in cuts]
+
     def forward(self, images: Tensor) -> Tensor:
         """Pooled features."""
         return self.pool(self.features(images)).flatten(1)
@@ -102,6 +107,20 @@ class EfficientNetLite0(nn.Module):
     def drop_heads(self) -> None:
         """Remove the ImageNet classifier."""
         self._fc = nn.Identity()
+
+    def levels(self) -> list[tuple[nn.Sequential, int]]:
+        """The trunk cut at strides 2, 4, 8, 16 and 32 (see :meth:`FaceRes.levels`): ``(module, channels)`` each;
+        the first holds the input adapter and the stem, the last the 1x1 head."""
+        cuts = ((0, 1), (1, 3), (3, 5), (5, 11), (11, 16))
+        out = []
+        for k, (a, b) in enumerate(cuts):
+            layers = [self.adapter, self._conv_stem, self._bn0, self.act] if k == 0 else []
+            layers += list(self._blocks[a:b])
+            if k == len(cuts) - 1:
+                layers += [self._conv_head, self._bn1, self.act]
+            channels = 1280 if k == len(cuts) - 1 else self._blocks[b - 1]._bn2.num_features
+            out.append((nn.Sequential(*layers), channels))
+        return out
 
     def trunk(self, images: Tensor) -> Tensor:
         """The last feature map ``(B, 1280, H/32, W/32)``."""

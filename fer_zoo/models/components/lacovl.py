@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
 
-from fer_zoo.models.components.backbones import FACE_BACKBONES, face_levels
+from fer_zoo.models.components.backbones import PYRAMID_BACKBONES, backbone_levels
 from fer_zoo.weights import load_into
 
 PYRAMID_CHANNELS = (64, 128, 256)
@@ -42,7 +42,8 @@ class IRBlock(nn.Module):
 class ImagePyramid(nn.Module):
     """Trainable three-scale feature pyramid.
 
-    64/128/256 channels at strides 2/4/8 (IR) or 4/8/16 (ResNet); a face network's stride-4/8/16 levels (``faceres``: 128/256/512, ``mobileface``: 32/32/64).
+    64/128/256 channels at strides 2/4/8 (IR) or 4/8/16 (ResNet); an imported network's stride-4/8/16 levels
+    (``faceres``: 128/256/512, ``mobileface``: 32/32/64, ``mobilenetv2``: 24/32/96, ``efficientnet_lite0``: 24/40/112, ``facenet``: 192/256/896).
 
     ``ir50`` is the first three stages of an IR-50 (3, 4 and 14 units), the face-recognition
     backbone of POSTER++; ``resnet18`` is torchvision's layer1-3 (cheaper on CPU).
@@ -64,15 +65,15 @@ class ImagePyramid(nn.Module):
             net = models.resnet18(weights=None)
             self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
             self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3])
-        elif name in FACE_BACKBONES:
-            # a face network's stride-4/8/16 levels (its weights are loaded before it is cut)
-            levels = face_levels(name, weights)
+        elif name in PYRAMID_BACKBONES:
+            # an imported network's stride-4/8/16 levels (its weights are loaded before it is cut)
+            levels = backbone_levels(name, weights)
             self.stem = levels[0][0]
             self.stages = nn.ModuleList(m for m, _ in levels[1:4])
             self.channels = tuple(c for _, c in levels[1:4])
             return
         else:
-            raise ValueError(f"model.pyramid must be ir50, resnet18, faceres or mobileface, got {name!r}")
+            raise ValueError(f"model.pyramid must be ir50, resnet18 or one of {PYRAMID_BACKBONES}, got {name!r}")
         self.channels = PYRAMID_CHANNELS
         load_into(self, weights, option="model.weights")
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
 
-from fer_zoo.models.components.backbones import FACE_BACKBONES, face_levels
+from fer_zoo.models.components.backbones import PYRAMID_BACKBONES, backbone_levels
 from fer_zoo.weights import load_into
 
 
@@ -31,8 +31,9 @@ class TwoBranchResNet(nn.Module):
         """Build the network.
 
         Args:
-            depth: ``resnet18``, ``resnet50``, or a face network imported from human-models
-                (``faceres``, ``mobileface``: stem up to stride 4, branches at strides 8/16/32).
+            depth: ``resnet18``, ``resnet50``, or an imported network with a feature pyramid (``faceres``,
+                ``mobileface``, ``mobilenetv2``, ``efficientnet_lite0``, ``facenet``: stem up to stride 4, branches
+                at strides 8/16/32).
             weights: weight spec of the backbone (None: random init).
             num_landmarks: heatmap channels.
             heatmap_stride: 4 (paper) or 2 (adds the stride-2 stem level to the top-down path).
@@ -46,15 +47,15 @@ class TwoBranchResNet(nn.Module):
             self._stride2_end = 3  # stem[:3] is conv1-bn-relu, the stride-2 feature
             stages, channels, c2 = [net.layer2, net.layer3, net.layer4], [64 * e, 128 * e, 256 * e, 512 * e], 64
             width = 64 * e
-        elif depth in FACE_BACKBONES:
-            # A face network cut at strides 2/4 (the shared stem) and 8/16/32 (each branch).
-            levels = face_levels(depth, weights)
+        elif depth in PYRAMID_BACKBONES:
+            # An imported network cut at strides 2/4 (the shared stem) and 8/16/32 (each branch).
+            levels = backbone_levels(depth, weights)
             self.stem = nn.Sequential(levels[0][0], levels[1][0])
             self._stride2_end = 1
             stages, channels, c2 = [m for m, _ in levels[2:]], [c for _, c in levels[1:]], levels[0][1]
             width = max(64, channels[0])
         else:
-            raise ValueError(f"model.backbone must be resnet18, resnet50, faceres or mobileface, got {depth!r}")
+            raise ValueError(f"model.backbone must be resnet18, resnet50 or one of {PYRAMID_BACKBONES}, got {depth!r}")
         self.fer = nn.ModuleList(stages)
         self.lm = nn.ModuleList(copy.deepcopy(stage) for stage in stages)
         if heatmap_stride not in (2, 4):

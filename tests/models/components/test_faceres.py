@@ -177,14 +177,14 @@ def test_imported_network_matches_tfjs_on_real_faces(tag, tmp_path, monkeypatch)
 @pytest.mark.parametrize("name", ["faceres", "mobileface"])
 def test_face_networks_in_lanet_and_lacovl(name):
     from fer_zoo.models import LANet
-    from fer_zoo.models.components.backbones import face_levels
+    from fer_zoo.models.components.backbones import backbone_levels
     from fer_zoo.models.components.lacovl import ImagePyramid
     from fer_zoo.models.components.lanet import TwoBranchResNet
 
     # the five levels, applied in order, are the network itself (same pooled feature)
     net = human_models.build("faceres.vggface2" if name == "faceres" else "mobileface.face").eval()
     x = torch.randn(2, 3, 64, 64)
-    levels = face_levels(name)
+    levels = backbone_levels(name)
     y = x
     with torch.no_grad():
         for module, _ in levels:

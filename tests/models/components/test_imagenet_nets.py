@@ -80,3 +80,35 @@ def test_real_weights_import_and_agree_with_their_batchnorm_statistics_on_real_f
         net, _ = build_backbone(name, tag)
         good, wrong = bn_agreement(net, images), bn_agreement(net, images * std + mean)
         assert good[0] > 0.8 and good[1] < wrong[1], (name, good, wrong)
+
+
+@pytest.mark.parametrize(("name", "channels"), [("mobilenetv2", [16, 24, 32, 96, 1280]),
+                                                ("efficientnet_lite0", [16, 24, 40, 112, 1280]),
+                                                ("facenet", [64, 192, 256, 896, 1792])])
+def test_imported_pyramids_are_the_network_cut_at_five_strides(name, channels):
+    from fer_zoo.models import LANet
+    from fer_zoo.models.components.backbones import IMPORTED_BACKBONES, backbone_levels
+    from fer_zoo.models.components.lacovl import ImagePyramid
+
+    # applied in order, the levels are the network itself (its pooled feature); random weights, eval mode
+    owner = IMPORTED_BACKBONES[name]()
+    owner.drop_heads()
+    torch.manual_seed(1)
+    for p in owner.parameters():
+        p.data.normal_(0, 0.05)
+    x = torch.randn(2, 3, 112, 112)
+    y, sides = x, []
+    with torch.no_grad():
+        owner.eval()
+        for module, _ in owner.levels():
+            y = module(y)
+            sides.append(y.shape)
+        assert torch.allclose(y.mean((2, 3)), owner(x), atol=1e-5)
+    assert [s[1] for s in sides] == channels == [c for _, c in backbone_levels(name)]
+    if name != "facenet":  # VALID-padded FaceNet maps are a few pixels short of exact strides
+        assert [s[-1] for s in sides] == [56, 28, 14, 7, 4]
+    # both pyramid users build on it
+    pyramid = ImagePyramid(name)
+    assert [m.shape[1] for m in pyramid(torch.randn(1, 3, 112, 112))] == channels[1:4]
+    model = LANet(num_classes=3, class_names=["a", "b", "c"], backbone=name, queue_size=16, knn=3)
+    assert model(torch.randn(2, 3, 112, 112)).shape == (2, 3)
