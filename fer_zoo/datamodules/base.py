@@ -231,8 +231,10 @@ class FERDataModule(L.LightningDataModule):
         )
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """An in-order loader of ``split`` at the evaluation batch size (features, analysis); the training split
-        keeps its own transform, so set ``augment: none`` and ``hflip: 0`` for its centre view."""
+        """An in-order loader of ``split`` at the evaluation batch size (features, analysis).
+
+        The training split keeps its own transform: set ``augment: none`` and ``hflip: 0`` for its centre view.
+        """
         return self._loader(split, False)
 
     def train_dataloader(self) -> DataLoader:

@@ -109,8 +109,10 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Identity()
 
     def levels(self) -> list[tuple[nn.Sequential, int]]:
-        """The trunk cut at strides 2, 4, 8, 16 and 32 (see :meth:`FaceRes.levels`): ``(module, channels)`` each;
-        the first holds the input adapter and the stem, the last the 1x1 head."""
+        """The trunk cut at strides 2, 4, 8, 16 and 32 (see :meth:`FaceRes.levels`): ``(module, channels)`` each.
+
+        The first level holds the input adapter and the stem, the last the 1x1 head.
+        """
         cuts = ((0, 1), (1, 3), (3, 5), (5, 11), (11, 16))
         out = []
         for k, (a, b) in enumerate(cuts):
