@@ -45,8 +45,12 @@ def _to(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
     return {k: v.contiguous(memory_format=fmt) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
 
 
-def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, seconds: float) -> dict[str, float]:
-    """img/s of the bare loop for each setting (warm-up: 3 steps; then up to ``batches`` steps or ``seconds``)."""
+def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, seconds: float,
+              wanted: set[str] | None = None) -> dict[str, float]:
+    """img/s of the bare loop for each wanted setting (default: all).
+
+    Warm-up: 3 steps; then up to ``batches`` steps or ``seconds`` of timed compute.
+    """
     data_spec = config["data"]
     if data_root:
         data_spec = {**data_spec, "init_args": {**data_spec["init_args"], "root": data_root}}
@@ -56,6 +60,8 @@ def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, secon
     taken = [next(loader) for _ in range(min(batches, 12) + 3)]
     rates = {}
     for name, channels_last, bf16 in SETTINGS:
+        if wanted is not None and name not in wanted:
+            continue
         torch.manual_seed(0)
         model = instantiate(config["model"], num_classes=datamodule.num_classes, class_names=datamodule.class_names)
         model.train()
@@ -105,6 +111,21 @@ def fit_rate(configs: list[Path], data_root: str | None, channels_last: bool, bf
         return float(json.loads((Path(run_dir) / "fit_report.json").read_text())["train_img_per_s"])
 
 
+def row_lines(row: str, args: argparse.Namespace, wanted: set[str]) -> list[str]:
+    """The table lines of one row: its bare loop in every setting, then its fit in each wanted setting."""
+    config = experiment_config(args.dataset, row)
+    bare = bare_loop(config, args.data_root, args.batches, args.seconds, wanted)
+    best = max(bare.values())
+    lines = []
+    for name, channels_last, bf16 in SETTINGS:
+        if name not in wanted:
+            continue
+        fit = fit_rate(experiment_files(args.dataset, row), args.data_root, channels_last, bf16, args.batches)
+        print(f"{row} fit {name}: {fit:.1f} img/s", flush=True)
+        lines.append(f"| {row} | {name} | {bare[name]:.1f} | {fit:.1f} | {fit / bare[name]:.2f} | {fit / best:.2f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure every row and write the Markdown table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,17 +151,12 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---|---|---|---|",
     ]
     for row in args.rows.split(","):
-        config = experiment_config(args.dataset, row)
-        bare = bare_loop(config, args.data_root, args.batches, args.seconds)
-        best = max(bare.values())
-        for name, channels_last, bf16 in SETTINGS:
-            if name not in wanted:
-                continue
-            fit = fit_rate(experiment_files(args.dataset, row), args.data_root, channels_last, bf16, args.batches)
-            print(f"{row} fit {name}: {fit:.1f} img/s", flush=True)
-            lines.append(
-                f"| {row} | {name} | {bare[name]:.1f} | {fit:.1f} | {fit / bare[name]:.2f} | {fit / best:.2f} |"
-            )
+        try:
+            lines += row_lines(row, args, wanted)
+        except (SystemExit, Exception) as error:  # one row that cannot run (e.g. a missing cache) keeps the others
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"{row}: not measured: {message}", flush=True)
+            lines.append(f"| {row} | – | not measured: {message} | | | |")
     finish_report(lines, "benchmarks.speed", list(sys.argv[1:] if argv is None else argv), args.out)
 
 
