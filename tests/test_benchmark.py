@@ -18,7 +18,7 @@ def test_benchmark_runner_end_to_end(tmp_path, monkeypatch):
         "--dataset",
         "synthetic",
         "--models",
-        "baseline,mpa",
+        "mpa",  # a method row brings its recipe baseline: two rows, four runs
         "--epochs",
         "1",
         "--runs",
@@ -42,17 +42,17 @@ def test_benchmark_runner_end_to_end(tmp_path, monkeypatch):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     table = pd.read_csv(tmp_path / "results" / "synthetic.csv")
     # MPA is followed by the baseline trained with MPA's recipe (SGD 0.032, cosine, MPA's 64 px input)
-    assert list(table["model"]) == ["baseline", "mpa", "baseline-mpa-recipe"]
+    assert list(table["model"]) == ["mpa", "baseline-mpa-recipe"]
     assert table["acc"].between(0, 1).all() and table["best_test_epoch_acc"].notna().all()
     recipe = (tmp_path / "synthetic" / "baseline-mpa-recipe" / "s0" / "fit" / "lightning_config.yaml").read_text()
     assert "fer_zoo.models.Baseline" in recipe and "lr: 0.032" in recipe and "clip_arch" not in recipe
     markdown = (tmp_path / "results" / "synthetic.md").read_text()
-    assert "| baseline | 0 |" in markdown and "single-device" in markdown
+    assert "| baseline-mpa-recipe | 0 |" in markdown and "single-device" in markdown
     mpa_row = next(line for line in markdown.splitlines() if line.startswith("| mpa |"))
     accs = table.set_index("model")["acc"]
     shown = float(mpa_row.split("|")[6])  # the "OA − recipe baseline" column
     assert shown == pytest.approx(100 * (accs["mpa"] - accs["baseline-mpa-recipe"]), abs=0.02)
-    published = tmp_path / "results" / "runs" / "synthetic" / "baseline" / "s0"
+    published = tmp_path / "results" / "runs" / "synthetic" / "baseline-mpa-recipe" / "s0"
     assert {"fit_report.json", "test_report.json", "fit_metrics.csv", "config.yaml", "commands.sh"} <= {
         f.name for f in published.iterdir()
     }
@@ -69,11 +69,11 @@ def test_benchmark_runner_end_to_end(tmp_path, monkeypatch):
     from benchmarks.studies import flip_tta
 
     flip_tta.main([str(published), "--runs", str(tmp_path / "flip"), "--out", str(tmp_path / "flip.md")])
-    flip_run = tmp_path / "flip" / "results" / "synthetic" / "baseline" / "s0"
+    flip_run = tmp_path / "flip" / "results" / "synthetic" / "baseline-mpa-recipe" / "s0"
     assert "test_time_flip: true" in (flip_run / "lightning_config.yaml").read_text()
     single = json.loads((published / "test_report.json").read_text())["test/acc"]
     flipped = json.loads((flip_run / "test_report.json").read_text())["test/acc"]
-    row = next(line for line in (tmp_path / "flip.md").read_text().splitlines() if "| baseline |" in line)
+    row = next(line for line in (tmp_path / "flip.md").read_text().splitlines() if "| baseline-mpa-recipe |" in line)
     assert f"| {100 * single:.2f} ± 0.00 | {100 * flipped:.2f} ± 0.00 |" in row
 
 
