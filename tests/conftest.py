@@ -25,6 +25,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
+#: tests that run whole fits in subprocesses (minutes): started first, so two xdist workers finish together
+LONG_MODULES = ("test_benchmark.py", "test_robustness.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, run the long tests (DDP, runner, fault injection) first: the short ones then fill the gaps."""
+    if getattr(config.option, "numprocesses", None):
+        items.sort(key=lambda item: not (item.get_closest_marker("ddp") or item.path.name in LONG_MODULES))
+
+
 needs_ferplus = pytest.mark.skipif(
     not (FERPLUS_REAL / "fer2013new.csv").exists(), reason="../shared/data/ferplus is absent"
 )

