@@ -31,7 +31,7 @@ LONG_MODULES = ("test_benchmark.py", "test_robustness.py")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist, run the long tests (DDP, runner, fault injection) first: the short ones then fill the gaps."""
-    if getattr(config.option, "numprocesses", None):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: not (item.get_closest_marker("ddp") or item.path.name in LONG_MODULES))
 
 
@@ -72,10 +72,19 @@ def affectnet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny baseline fitted for 2 epochs on the synthetic set (its run folder), shared by the CLI tests."""
+    """A tiny baseline fitted for 2 epochs on the synthetic set (its run folder), shared by the CLI tests.
+
+    Under xdist the workers share one fit (the first to take the lock makes it); the tests only read it.
+    """
+    from filelock import FileLock
+
     from fer_zoo.cli import main
     from tests.helpers import baseline
 
-    run = tmp_path_factory.mktemp("run")
-    main(baseline("fit", "--trainer.max_epochs", "2", "--run_dir", str(run), "--test_each_epoch", "true"))
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    run = root / "fitted-run"
+    with FileLock(str(root / "fitted-run.lock")):
+        if not (run / "fit_report.json").is_file():
+            main(baseline("fit", "--trainer.max_epochs", "2", "--run_dir", str(run), "--test_each_epoch", "true"))
     return run

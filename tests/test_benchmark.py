@@ -377,15 +377,16 @@ def test_logit_adjustment_scores_and_tau_choice_by_hand():
     assert choose_tau(val, max_oa_drop=15.0) == 1.0
 
 
-def test_gpu_epoch_script_dry_run_on_cpu_fits_every_index_row(tmp_path, ferplus_root):
-    """The prepared GPU check, run as its CPU dry run: every row composes base + gpu.yaml + delta and fits."""
+def test_gpu_epoch_script_dry_run_on_cpu_fits_a_row(tmp_path, ferplus_root):
+    """The prepared GPU check, run as its CPU dry run: a row composes base + gpu.yaml + delta and fits (every row's
+    configs parse in tests/test_argv.py)."""
     from benchmarks.gpu_epoch import main as gpu_epoch
 
     out = tmp_path / "gpu.md"
     gpu_epoch(["--dataset", "ferplus", "--data-root", str(ferplus_root), "--dry-run", "--runs", str(tmp_path / "runs"),
-               "--rows", "face-baseline,face-linear-probe", "--override", "model.init_args.weights=null",
+               "--rows", "face-linear-probe", "--override", "model.init_args.weights=null",
                "--override", "data.batch_size=8", "--out", str(out)])
     rows = [line for line in out.read_text().splitlines() if line.startswith("| face-")]
-    assert len(rows) == 2 and all(r.endswith("| ok |") for r in rows), out.read_text()
+    assert len(rows) == 1 and rows[0].endswith("| ok |"), out.read_text()
     config = (tmp_path / "runs" / "ferplus" / "face-linear-probe" / "lightning_config.yaml").read_text()
     assert "freeze_backbone: true" in config and "image_size: 64" in config and "accelerator: cpu" in config

@@ -77,7 +77,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("model", ["baseline", pytest.param("lanet", marks=pytest.mark.slow)])
+@pytest.mark.slow  # make test-full; the default run keeps DDP through the two-device and killed-launcher tests
+@pytest.mark.parametrize("model", ["baseline", "lanet"])
 def test_two_nodes_on_one_machine_see_disjoint_data_and_end_identical(model, tmp_path):
     """``--trainer.num_nodes 2``: two processes given node ranks 0 and 1, a localhost master, gloo on CPU
     (what SLURM or torchrun set up across machines). For LA-Net the all-gathered MoCo queues and LDE target
