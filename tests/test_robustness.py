@@ -27,6 +27,7 @@ def _steps(run_dir):
     return [int(r["step"]) for r in rows if r.get("train/loss")], [float(r["val/acc"]) for r in rows if r.get("val/acc")]
 
 
+@pytest.mark.slow  # make test-full (2.5 min at one thread); the default run resumes in tests/test_checkpoints.py
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*FIT, "--run_dir", str(tmp_path / "ref")], check=True, env=env, cwd=REPO, capture_output=True)
