@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/linear-probe.yaml --data.root ../shared/data/ferplus --seed_everything 0 --run_dir runs/leaderboard/ferplus/face-linear-probe/s0/fit --name face-linear-probe
+python -m fer_zoo test --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/linear-probe.yaml --data.root ../shared/data/ferplus --ckpt_path runs/leaderboard/ferplus/face-linear-probe/s0/fit/checkpoints/best-epoch09-acc0.7093.ckpt --run_dir runs/leaderboard/ferplus/face-linear-probe/s0/test --name face-linear-probe --trainer.devices 1 --trainer.strategy auto
