@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from torch import Tensor
 from benchmarks.paths import ROOT
 from benchmarks.publish import finish_report
 from benchmarks.recipes import experiment_config
-from fer_zoo.metrics import confusion_scores
+from fer_zoo.metrics import confusion_scores, prediction_confusion
 from fer_zoo.registry import instantiate
 
 #: L2 strengths (on the mean loss) tried for every start; the probe's only hyper-parameter
@@ -64,7 +65,8 @@ def extract(row_config: dict[str, Any], data_root: str | None, batch_size: int =
             seconds += time.perf_counter() - start
             images += len(batch["label"])
             labels.append(batch["label"])
-            targets.append(batch.get("target", F.one_hot(batch["label"], datamodule.num_classes).float()))
+            target = batch.get("target")  # soft labels where the dataset has them, else one-hot
+            targets.append(F.one_hot(batch["label"], datamodule.num_classes) if target is None else target)
         out[split] = {"x": torch.cat(feats), "y": torch.cat(labels), "t": torch.cat(targets).float()}
     out["forward_img_per_s"] = images / seconds
     return out
@@ -107,9 +109,8 @@ def fit_logistic(x: Tensor, targets: Tensor, l2: float, max_iter: int = 300,
 
 def scores(logits: Tensor, labels: Tensor) -> dict[str, Any]:
     """OA, MCA, macro-F1, per-class accuracy and the confusion matrix of ``logits`` against ``labels``."""
-    classes = logits.shape[1]
-    confusion = torch.bincount(labels * classes + logits.argmax(1), minlength=classes * classes).view(classes, classes)
-    return {**confusion_scores(confusion, list(range(classes))), "confusion": confusion.tolist()}
+    confusion = prediction_confusion(logits, labels)
+    return {**confusion_scores(confusion, list(range(len(confusion)))), "confusion": confusion.tolist()}
 
 
 def probe(features: dict[str, Any], grid: tuple[float, ...] = L2_GRID) -> dict[str, Any]:
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> str:
         " multinomial logistic regression (L-BFGS, full batch) on the training targets; L2 strength chosen on "
         f"validation OA from {list(L2_GRID)}; one test. OA = overall accuracy, MCA = mean class accuracy, F1 = "
         "macro-F1 (test, %). Forward img/s: feature extraction at batch 128, eval mode, fp32 channels-last, "
-        "2 threads.",
+        f"{torch.get_num_threads()} threads.",
         "",
         "| row | start | input px | feature dim | val OA | OA | MCA | macro-F1 | L2 | forward img/s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -191,8 +192,7 @@ def main(argv: list[str] | None = None) -> str:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=1))
-    return finish_report(lines, "benchmarks.probe", list(argv if argv is not None else __import__("sys").argv[1:]),
-                         args.out)
+    return finish_report(lines, "benchmarks.probe", list(sys.argv[1:] if argv is None else argv), args.out)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,9 @@ def confusion_scores(confusion: torch.Tensor, classes: list[int]) -> dict[str, f
         "f1_macro": float(f1.mean()),
         "per_class_acc": recall.tolist(),
     }
+
+
+def prediction_confusion(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The ``(C, C)`` confusion matrix (rows true, columns predicted) of ``logits.argmax(1)`` against ``labels``."""
+    n = logits.shape[1]
+    return torch.bincount(labels * n + logits.argmax(1), minlength=n * n).view(n, n)

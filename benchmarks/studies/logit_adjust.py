@@ -22,7 +22,7 @@ import torch
 from benchmarks.publish import finish_report
 from benchmarks.tables import mean_std
 from fer_zoo.checkpoints import load_task
-from fer_zoo.metrics import confusion_scores
+from fer_zoo.metrics import confusion_scores, prediction_confusion
 from fer_zoo.registry import import_class
 
 GRID = [round(0.1 * i, 2) for i in range(0, 21)]
@@ -55,10 +55,8 @@ def logits_of(task: torch.nn.Module, loader: object) -> tuple[torch.Tensor, torc
 
 def scores(logits: torch.Tensor, labels: torch.Tensor, log_prior: torch.Tensor, tau: float) -> dict[str, float]:
     """OA, MCA, macro-F1 and per-class accuracy of ``logits - tau * log_prior``."""
-    n = logits.shape[1]
-    preds = (logits - tau * log_prior).argmax(1)
-    confusion = torch.bincount(labels * n + preds, minlength=n * n).view(n, n)
-    return confusion_scores(confusion, list(range(n)))
+    confusion = prediction_confusion(logits - tau * log_prior, labels)
+    return confusion_scores(confusion, list(range(len(confusion))))
 
 
 def choose_tau(val: dict[float, dict[str, float]], max_oa_drop: float) -> float:
