@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,17 +113,33 @@ def fit_rate(configs: list[Path], data_root: str | None, channels_last: bool, bf
 
 
 def row_lines(row: str, args: argparse.Namespace, wanted: set[str]) -> list[str]:
-    """The table lines of one row: its bare loop in every setting, then its fit in each wanted setting."""
+    """The table lines of one row: bare loop and fit alternated ``--repeats`` times, medians of each.
+
+    Alternating (bare, fit, bare, fit, ...) spreads a drift of the machine's speed over both columns instead of
+    charging it to whichever ran second.
+    """
     config = experiment_config(args.dataset, row)
-    bare = bare_loop(config, args.data_root, args.batches, args.seconds, wanted)
+    bare_runs: list[dict[str, float]] = []
+    fit_runs: list[dict[str, float]] = []
+    for _ in range(args.repeats):
+        bare_runs.append(bare_loop(config, args.data_root, args.batches, args.seconds, wanted))
+        fits = {}
+        for name, channels_last, bf16 in SETTINGS:
+            if name in wanted:
+                fits[name] = fit_rate(experiment_files(args.dataset, row), args.data_root, channels_last, bf16,
+                                      args.batches)
+                print(f"{row} fit {name}: {fits[name]:.1f} img/s", flush=True)
+        fit_runs.append(fits)
+    bare = {name: statistics.median(run[name] for run in bare_runs) for name in bare_runs[0]}
     best = max(bare.values())
     lines = []
-    for name, channels_last, bf16 in SETTINGS:
-        if name not in wanted:
-            continue
-        fit = fit_rate(experiment_files(args.dataset, row), args.data_root, channels_last, bf16, args.batches)
-        print(f"{row} fit {name}: {fit:.1f} img/s", flush=True)
-        lines.append(f"| {row} | {name} | {bare[name]:.1f} | {fit:.1f} | {fit / bare[name]:.2f} | {fit / best:.2f} |")
+    for name in fit_runs[0]:
+        fit = statistics.median(run[name] for run in fit_runs)
+        line = f"| {row} | {name} | {bare[name]:.1f} | {fit:.1f} | {fit / bare[name]:.2f} | {fit / best:.2f} |"
+        if args.repeats > 1:
+            line += (f" bare {', '.join(f'{run[name]:.1f}' for run in bare_runs)}; "
+                     f"fit {', '.join(f'{run[name]:.1f}' for run in fit_runs)} |")
+        lines.append(line)
     return lines
 
 
@@ -134,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", default="face-baseline", help="comma-separated experiment rows (index names)")
     p.add_argument("--batches", type=int, default=20, help="timed training batches per measurement")
     p.add_argument("--seconds", type=float, default=30.0, help="stop a bare loop after this much timed compute")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="alternate bare loop and fit this many times; the table gives the medians and every value")
     p.add_argument("--settings", default=",".join(s[0] for s in SETTINGS), help="subset of the settings")
     p.add_argument("--out", default=None, help="Markdown file for the table (default: print only)")
     args = p.parse_args(argv)
@@ -145,10 +164,13 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads, nothing else training. Batches of the row's own "
         f"data module; bare loop: {args.batches} timed steps (at most {args.seconds:.0f} s) after 3 warm-up steps; "
-        f"fit: {args.batches} batches, the first 3 untimed.",
+        f"fit: {args.batches} batches, the first 3 untimed"
+        + (f"; bare and fit alternated {args.repeats} times, medians (every value in the last column)."
+           if args.repeats > 1 else "."),
         "",
-        "| row | setting | bare loop img/s | fit img/s | fit / bare (same setting) | fit / best bare |",
-        "|---|---|---|---|---|---|",
+        "| row | setting | bare loop img/s | fit img/s | fit / bare (same setting) | fit / best bare |"
+        + (" every run |" if args.repeats > 1 else ""),
+        "|---|---|---|---|---|---|" + ("---|" if args.repeats > 1 else ""),
     ]
     for row in args.rows.split(","):
         try:

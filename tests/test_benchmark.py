@@ -375,6 +375,11 @@ def test_logit_adjustment_scores_and_tau_choice_by_hand():
     val = {0.0: {"acc": 0.80, "mca": 0.50}, 0.5: {"acc": 0.79, "mca": 0.60}, 1.0: {"acc": 0.70, "mca": 0.75}}
     assert choose_tau(val, max_oa_drop=1.5) == 0.5  # tau 1.0 costs 10 points of validation OA
     assert choose_tau(val, max_oa_drop=15.0) == 1.0
+    # a balanced-softmax model is held to the plain baseline's OA (0.80): adding the prior back (tau < 0) is needed
+    balanced = {-1.0: {"acc": 0.80, "mca": 0.60}, -0.5: {"acc": 0.79, "mca": 0.66}, 0.0: {"acc": 0.60, "mca": 0.70}}
+    assert choose_tau(balanced, max_oa_drop=1.5) == 0.0  # its own OA as the reference
+    assert choose_tau(balanced, max_oa_drop=1.5, reference_oa=0.80) == -0.5
+    assert choose_tau(balanced, max_oa_drop=1.5, reference_oa=0.95) == -1.0  # none reaches the floor: best OA
 
 
 def test_gpu_epoch_script_dry_run_on_cpu_fits_a_row(tmp_path, ferplus_root):
@@ -390,3 +395,30 @@ def test_gpu_epoch_script_dry_run_on_cpu_fits_a_row(tmp_path, ferplus_root):
     assert len(rows) == 1 and rows[0].endswith("| ok |"), out.read_text()
     config = (tmp_path / "runs" / "ferplus" / "face-linear-probe" / "lightning_config.yaml").read_text()
     assert "freeze_backbone: true" in config and "image_size: 64" in config and "accelerator: cpu" in config
+
+
+def test_speed_alternates_bare_loop_and_fit_and_reports_medians(monkeypatch):
+    import argparse
+
+    from benchmarks import speed
+
+    calls = []
+    bare_rates, fit_rates = iter([50.0, 40.0, 60.0]), iter([45.0, 30.0, 44.0])
+
+    def bare(config, root, batches, seconds, wanted):
+        calls.append("bare")
+        return {"channels-last": next(bare_rates)}
+
+    def fit(files, root, channels_last, bf16, batches):
+        calls.append("fit")
+        return next(fit_rates)
+
+    monkeypatch.setattr(speed, "bare_loop", bare)
+    monkeypatch.setattr(speed, "fit_rate", fit)
+    monkeypatch.setattr(speed, "experiment_config", lambda dataset, row: {})
+    monkeypatch.setattr(speed, "experiment_files", lambda dataset, row: [])
+    args = argparse.Namespace(dataset="ferplus", data_root=None, batches=5, seconds=1.0, repeats=3)
+    (line,) = speed.row_lines("face-baseline", args, {"channels-last"})
+    assert calls == ["bare", "fit"] * 3
+    # medians: bare 50, fit 44 -> 0.88; every run listed
+    assert line == "| face-baseline | channels-last | 50.0 | 44.0 | 0.88 | 0.88 | bare 50.0, 40.0, 60.0; fit 45.0, 30.0, 44.0 |"

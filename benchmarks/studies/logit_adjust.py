@@ -4,7 +4,10 @@ For each checkpoint the validation and test logits are computed once (single vie
 for every ``tau`` of the grid, the logits ``z - tau * log(prior)`` (``prior``: the training split's class
 frequencies stored in the checkpoint) are scored. ``tau`` is chosen on **validation**: the largest validation MCA
 whose validation OA stays within ``--max-oa-drop`` points of ``tau = 0``. Test is read at that ``tau`` only; the
-full curve is printed too, so the trade is visible. ``fer-zoo test --model.init_args.logit_adjust_tau T`` then
+full curve is printed too, so the trade is visible. A negative ``tau`` adds the prior back: the correction a model
+trained with the balanced-softmax loss (``logit_adjust_train_tau``) needs to trade MCA back for OA. ``--oa-reference``
+names the row whose ``tau = 0`` validation OA sets the floor for every row (the plain baseline, so a balanced row is
+held to the baseline's OA, not to its own). ``fer-zoo test --model.init_args.logit_adjust_tau T`` then
 reproduces a row. Usage::
 
     python -m benchmarks.studies.logit_adjust runs/.../s0/fit/checkpoints/best-*.ckpt ... --data-root ../shared/data/ferplus \\
@@ -25,7 +28,7 @@ from fer_zoo.checkpoints import load_task
 from fer_zoo.metrics import confusion_scores, prediction_confusion
 from fer_zoo.registry import import_class
 
-GRID = [round(0.1 * i, 2) for i in range(0, 21)]
+GRID = [round(0.1 * i, 2) for i in range(-10, 21)]
 
 
 def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 128) -> object:
@@ -59,11 +62,17 @@ def scores(logits: torch.Tensor, labels: torch.Tensor, log_prior: torch.Tensor, 
     return confusion_scores(confusion, list(range(len(confusion))))
 
 
-def choose_tau(val: dict[float, dict[str, float]], max_oa_drop: float) -> float:
-    """The tau of the highest validation MCA whose validation OA is within ``max_oa_drop`` points of tau = 0."""
-    floor = val[0.0]["acc"] - max_oa_drop / 100.0
+def choose_tau(val: dict[float, dict[str, float]], max_oa_drop: float, reference_oa: float | None = None) -> float:
+    """The tau of the highest validation MCA whose validation OA is within ``max_oa_drop`` points of the reference.
+
+    The reference is ``reference_oa`` (a fraction) when given, else this checkpoint's own OA at tau = 0. When no tau
+    reaches the floor, the one of highest validation OA. Ties go to the smallest ``|tau|``.
+    """
+    floor = (val[0.0]["acc"] if reference_oa is None else reference_oa) - max_oa_drop / 100.0
     allowed = [t for t in val if val[t]["acc"] >= floor - 1e-12]
-    return max(allowed, key=lambda t: (round(val[t]["mca"], 12), -t))
+    if not allowed:
+        return max(val, key=lambda t: (round(val[t]["acc"], 12), -abs(t)))
+    return max(allowed, key=lambda t: (round(val[t]["mca"], 12), -abs(t)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,11 +82,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--max-oa-drop", type=float, default=1.5, help="points of validation OA tau may cost")
     p.add_argument("--labels", nargs="*", default=None, help="a row label per checkpoint (default: its run folder)")
+    p.add_argument("--oa-reference", default=None,
+                   help="label of the row whose tau = 0 validation OA is every row's reference (default: each its own)")
     p.add_argument("--out", default=None)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
+    labels = args.labels or [Path(ckpt).parents[2].name for ckpt in args.checkpoints]
+    if len(labels) != len(args.checkpoints):
+        raise SystemExit(f"--labels: {len(labels)} labels for {len(args.checkpoints)} checkpoints")
+    if args.oa_reference is not None and args.oa_reference not in labels:
+        raise SystemExit(f"--oa-reference {args.oa_reference!r} is not one of the row labels {labels}")
     rows = []
-    for i, ckpt in enumerate(args.checkpoints):
+    for ckpt, label in zip(args.checkpoints, labels):
         task, meta = load_task(ckpt)
         dm = datamodule_from_checkpoint(meta, args.data_root)
         dm.setup("fit")
@@ -87,10 +103,12 @@ def main(argv: list[str] | None = None) -> None:
         test_logits, test_labels = logits_of(task, dm.test_dataloader())
         val = {t: scores(val_logits, val_labels, log_prior, t) for t in GRID}
         test = {t: scores(test_logits, test_labels, log_prior, t) for t in GRID}
-        tau = choose_tau(val, args.max_oa_drop)
-        label = args.labels[i] if args.labels else Path(ckpt).parents[2].name
-        rows.append({"row": label, "tau": tau, "val": val, "test": test, "classes": task.class_names})
-        print(f"{label}: tau {tau} (val MCA {val[tau]['mca']:.4f}); test OA {test[0.0]['acc']:.4f} -> "
+        rows.append({"row": label, "val": val, "test": test, "classes": task.class_names})
+    reference = next((r["val"][0.0]["acc"] for r in rows if r["row"] == args.oa_reference), None)
+    for r in rows:
+        r["tau"] = tau = choose_tau(r["val"], args.max_oa_drop, reference)
+        val, test = r["val"], r["test"]
+        print(f"{r['row']}: tau {tau} (val MCA {val[tau]['mca']:.4f}); test OA {test[0.0]['acc']:.4f} -> "
               f"{test[tau]['acc']:.4f}, MCA {test[0.0]['mca']:.4f} -> {test[tau]['mca']:.4f}", flush=True)
     finish_report(table(rows, args), "benchmarks.studies.logit_adjust", argv, args.out)
 
@@ -101,8 +119,10 @@ def table(rows: list[dict], args: argparse.Namespace) -> list[str]:
     lines = [
         "# Post-hoc logit adjustment (tau chosen on validation)",
         "",
-        f"tau: the largest validation MCA with validation OA within {args.max_oa_drop} points of tau = 0 "
-        f"(grid {GRID[0]}..{GRID[-1]} step 0.1). Test read at that tau only. Single view.",
+        f"tau: the largest validation MCA with validation OA within {args.max_oa_drop} points of "
+        + (f"`{args.oa_reference}` at tau = 0" if args.oa_reference else "the same checkpoint at tau = 0")
+        + f" (grid {GRID[0]}..{GRID[-1]} step 0.1; tau < 0 adds the prior back). Test read at that tau only. "
+        "Single view.",
         "",
         "| checkpoint | tau | test OA (tau 0 -> tau) | test MCA | test macro-F1 | "
         + " | ".join(f"{c} acc" for c in rows[0]["classes"]) + " |",
@@ -125,7 +145,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> list[str]:
     lines += ["", "## Curve (every tau; validation chooses, test is shown for the trade only)", "",
               "| checkpoint | tau | val OA | val MCA | test OA | test MCA | test macro-F1 |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        for t in GRID[::2] if len(GRID) > 11 else GRID:
+        for t in sorted({*GRID[::2], r["tau"]}):
             v, s = r["val"][t], r["test"][t]
             lines.append(f"| {r['row']} | {t} | {pct(v['acc'])} | {pct(v['mca'])} | {pct(s['acc'])} | {pct(s['mca'])} | "
                          f"{pct(s['f1_macro'])} |")

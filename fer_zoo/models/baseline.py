@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fer_zoo.errors import OptionError
 from fer_zoo.models.base import FERTask
-from fer_zoo.models.components.backbones import build_backbone
+from fer_zoo.models.components.backbones import PYRAMID_BACKBONES, build_backbone
 
 
 class Baseline(FERTask):
@@ -16,7 +17,8 @@ class Baseline(FERTask):
 
     Random initialisation by default; ``weights`` takes any spec of
     :func:`fer_zoo.weights.resolve` (a registered tag, a local file, ``local-dir:``).
-    ``freeze_backbone`` turns it into a linear probe of the start's frozen features.
+    ``freeze_backbone`` turns it into a linear probe of the start's frozen features; ``frozen_levels``
+    fine-tunes only the top of an imported network (a cheaper fit: no backward through the frozen levels).
     """
 
     def __init__(
@@ -25,6 +27,7 @@ class Baseline(FERTask):
         weights: str | None = None,
         dropout: float = 0.0,
         freeze_backbone: bool = False,
+        frozen_levels: int = 0,
         **kwargs: Any,
     ) -> None:
         """Build the network.
@@ -35,6 +38,10 @@ class Baseline(FERTask):
             dropout: dropout before the classifier.
             freeze_backbone: linear probe: the backbone keeps its weights and its BatchNorm
                 statistics (it stays in eval mode and runs without gradients); only the head trains.
+            frozen_levels: partial fine-tuning of a backbone of
+                :data:`~fer_zoo.models.components.backbones.PYRAMID_BACKBONES`: its first ``k`` of five
+                levels (strides 2, 4, 8, 16, 32) keep the start's weights and BatchNorm statistics (eval mode,
+                no gradients) and the rest trains, so backward stops at level ``k + 1``. 0: all train.
             **kwargs: :class:`FERTask` options.
         """
         super().__init__(**kwargs)
@@ -44,12 +51,26 @@ class Baseline(FERTask):
         if freeze_backbone:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+        if frozen_levels and (backbone not in PYRAMID_BACKBONES or not 0 < frozen_levels < 5 or freeze_backbone):
+            raise OptionError(
+                f"model.frozen_levels={frozen_levels}: takes 1-4 levels of a backbone in {PYRAMID_BACKBONES} "
+                f"(got backbone {backbone!r}{', freeze_backbone' if freeze_backbone else ''}); "
+                "freeze_backbone freezes all five"
+            )
+        # levels share the backbone's layers; a plain list, so no parameter is registered (or saved) twice
+        self._levels: list[nn.Module] = [m for m, _ in self.backbone.levels()] if frozen_levels else []
+        self.frozen_levels = frozen_levels
+        for level in self._levels[:frozen_levels]:
+            level.requires_grad_(False)
+            level.eval()
 
     def train(self, mode: bool = True) -> Baseline:
         """Switch modes; a frozen backbone stays in eval mode (its BatchNorm statistics are the start's)."""
         super().train(mode)
         if self.freeze_backbone:
             self.backbone.eval()
+        for level in self._levels[: self.frozen_levels]:
+            level.eval()
         return self
 
     def forward(self, images: Tensor) -> Tensor:
@@ -58,4 +79,12 @@ class Baseline(FERTask):
             with torch.no_grad():
                 features = self.backbone(images)
             return self.head(features)
+        if self.frozen_levels:
+            x = images
+            with torch.no_grad():
+                for level in self._levels[: self.frozen_levels]:
+                    x = level(x)
+            for level in self._levels[self.frozen_levels :]:
+                x = level(x)
+            return self.head(x.mean((2, 3)))
         return self.head(self.backbone(images))

@@ -165,6 +165,41 @@ def test_linear_probe_trains_the_head_only_and_keeps_batchnorm_statistics(tmp_pa
     assert model.num_parameters(trainable_only=True) == 3 * 512 + 3
 
 
+def test_frozen_levels_train_the_top_only_and_keep_the_bottom_with_its_statistics(tmp_path):
+    torch.manual_seed(0)
+    model = Baseline(num_classes=3, backbone="faceres", frozen_levels=3, lr=0.01)
+    for p in model.backbone.parameters():
+        p.data.normal_(0, 0.05)
+    model.eval()
+    images = torch.randn(2, 3, 64, 64)
+    # same function as the whole network in eval mode; no parameter saved twice
+    assert torch.allclose(model(images), model.head(model.backbone(images)), atol=1e-5)
+    assert not any(k.startswith("_levels") for k in model.state_dict())
+    bottom = [m for m, _ in model.backbone.levels()[:3]]
+    top = model.backbone.levels()[3][0]
+    frozen = {(i, k): v.clone() for i, m in enumerate(bottom) for k, v in m.state_dict().items()}
+    trained = {k: v.clone() for k, v in top.state_dict().items()}
+    data = [{"image": torch.randn(3, 64, 64), "label": torch.tensor(i % 3)} for i in range(8)]
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(data, batch_size=4))
+    assert all(torch.equal(frozen[i, k], v) for i, m in enumerate(bottom) for k, v in m.state_dict().items())
+    assert any(not torch.equal(trained[k], v) for k, v in top.state_dict().items())
+    model.train()
+    assert not any(layer.training for m in bottom for layer in m.children()) and top[0].training
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == model.num_parameters(trainable_only=True) < model.num_parameters()
+
+
+@pytest.mark.parametrize("options", [{"backbone": "resnet18", "frozen_levels": 2}, {"backbone": "faceres", "frozen_levels": 5},
+                                     {"backbone": "faceres", "frozen_levels": 2, "freeze_backbone": True}])
+def test_frozen_levels_rejects_what_it_cannot_freeze(options):
+    from fer_zoo.errors import OptionError
+
+    with pytest.raises(OptionError, match="model.frozen_levels"):
+        Baseline(num_classes=3, **options)
+
+
 def test_channels_last_gives_the_same_logits_and_converts_weights_and_batches():
     torch.manual_seed(0)
     model = Baseline(num_classes=3, channels_last=True).eval()
