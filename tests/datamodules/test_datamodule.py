@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import torch
 
 from fer_zoo.datamodules import AffectNetDataModule, FERPlusDataModule, RAFDBDataModule, SyntheticDataModule
 from fer_zoo.datamodules.samplers import ProgressivelyBalancedSampler
+from fer_zoo.errors import OptionError
 
 
 def test_synthetic_batch_dict():
@@ -200,3 +202,31 @@ def test_imagefolder_maps_synonyms_and_names_a_bad_folder(tmp_path):
     write_imagefolder(tmp_path / "set", {"cats": 1})
     with pytest.raises(ValueError, match="cats"):
         ImageFolderDataModule(root=str(tmp_path / "set")).class_names
+
+
+class _WorkerState(torch.utils.data.Dataset):
+    """Reports the niceness and OpenCV thread count of the process that loads it."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        import os
+
+        import cv2
+
+        return torch.tensor([os.nice(0), cv2.getNumThreads()])
+
+
+def test_loader_workers_yield_to_training_threads(ferplus_root):
+    import os
+
+    from torch.utils.data import DataLoader
+
+    dm = FERPlusDataModule(root=str(ferplus_root), batch_size=2, num_workers=1, worker_nice=7)
+    dm.setup("fit")
+    init = dm.train_dataloader().worker_init_fn
+    (state,) = list(DataLoader(_WorkerState(), batch_size=2, num_workers=1, worker_init_fn=init))
+    assert state.tolist() == [[min(os.nice(0) + 7, 19), 1]] * 2
+    with pytest.raises(OptionError, match="data.worker_nice"):
+        FERPlusDataModule(root=str(ferplus_root), worker_nice=25)
