@@ -17,6 +17,7 @@ reproduces a row. Usage::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -103,7 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         test_logits, test_labels = logits_of(task, dm.test_dataloader())
         val = {t: scores(val_logits, val_labels, log_prior, t) for t in GRID}
         test = {t: scores(test_logits, test_labels, log_prior, t) for t in GRID}
-        rows.append({"row": label, "val": val, "test": test, "classes": task.class_names})
+        train_tau = float(task.hparams.get("logit_adjust_train_tau", 0.0))
+        if train_tau and -train_tau not in test:  # the shift that undoes the training one, fixed a priori
+            val[-train_tau] = scores(val_logits, val_labels, log_prior, -train_tau)
+            test[-train_tau] = scores(test_logits, test_labels, log_prior, -train_tau)
+        rows.append({"row": label, "val": val, "test": test, "classes": task.class_names, "train_tau": train_tau})
     reference = next((r["val"][0.0]["acc"] for r in rows if r["row"] == args.oa_reference), None)
     for r in rows:
         r["tau"] = tau = choose_tau(r["val"], args.max_oa_drop, reference)
@@ -129,19 +134,29 @@ def table(rows: list[dict], args: argparse.Namespace) -> list[str]:
         "|---|---|---|---|---|" + "---|" * len(rows[0]["classes"]),
     ]
     for r in rows:
-        t0, tt = r["test"][0.0], r["test"][r["tau"]]
-        per_class = " | ".join(f"{pct(a)} -> {pct(b)}" for a, b in zip(t0["per_class_acc"], tt["per_class_acc"]))
-        lines.append(
-            f"| {r['row']} | {r['tau']} | {pct(t0['acc'])} -> {pct(tt['acc'])} | {pct(t0['mca'])} -> "
-            f"{pct(tt['mca'])} | {pct(t0['f1_macro'])} -> {pct(tt['f1_macro'])} | {per_class} |"
-        )
-    if len(rows) > 1:
-        import pandas as pd
+        # a row trained on shifted logits also shows the a-priori undo (tau = -train tau), marked, beside the chosen tau
+        chosen = [(r["row"], r["tau"])]
+        if r.get("train_tau") and r["tau"] != -r["train_tau"]:
+            chosen.append((f"{r['row']} (training shift undone, fixed)", -r["train_tau"]))
+        for name, tau in chosen:
+            t0, tt = r["test"][0.0], r["test"][tau]
+            per_class = " | ".join(f"{pct(a)} -> {pct(b)}" for a, b in zip(t0["per_class_acc"], tt["per_class_acc"]))
+            lines.append(
+                f"| {name} | {tau} | {pct(t0['acc'])} -> {pct(tt['acc'])} | {pct(t0['mca'])} -> "
+                f"{pct(tt['mca'])} | {pct(t0['f1_macro'])} -> {pct(tt['f1_macro'])} | {per_class} |"
+            )
+    import pandas as pd
 
+    groups: dict[str, list[dict]] = {}
+    for r in rows:  # seeds of one row (labels `<row>-s<seed>`) are averaged; different rows are not
+        groups.setdefault(re.sub(r"-s\d+$", "", r["row"]), []).append(r)
+    for group, members in groups.items():
+        if len(members) < 2:
+            continue
         for key, name in (("acc", "OA"), ("mca", "MCA"), ("f1_macro", "macro-F1")):
-            before = pd.Series([r["test"][0.0][key] for r in rows])
-            after = pd.Series([r["test"][r["tau"]][key] for r in rows])
-            lines.append(f"\nMean over {len(rows)} checkpoints, test {name}: {mean_std(before)} -> {mean_std(after)}")
+            before = pd.Series([r["test"][0.0][key] for r in members])
+            after = pd.Series([r["test"][r["tau"]][key] for r in members])
+            lines.append(f"\n{group}, mean over {len(members)} seeds, test {name}: {mean_std(before)} -> {mean_std(after)}")
     lines += ["", "## Curve (every tau; validation chooses, test is shown for the trade only)", "",
               "| checkpoint | tau | val OA | val MCA | test OA | test MCA | test macro-F1 |", "|---|---|---|---|---|---|---|"]
     for r in rows:

