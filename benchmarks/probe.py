@@ -74,8 +74,11 @@ def extract(row_config: dict[str, Any], data_root: str | None, batch_size: int =
 
 def fit_logistic(x: Tensor, targets: Tensor, l2: float, max_iter: int = 300,
                  init: tuple[Tensor, Tensor] | None = None,
-                 dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+                 dtype: torch.dtype = torch.float64, offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Multinomial logistic regression: minimise mean soft-target cross-entropy + ``l2``/2 · ||W||² (bias free).
+
+    With ``offset`` the loss sees ``x W^T + b + offset``: ``offset = log(prior)`` is the balanced-softmax loss, whose
+    fitted logits (without the offset) target balanced error instead of the training prior.
 
     Args:
         x: ``(N, D)`` features (standardised by the caller).
@@ -84,6 +87,7 @@ def fit_logistic(x: Tensor, targets: Tensor, l2: float, max_iter: int = 300,
         max_iter: L-BFGS iterations (the problem is convex; it converges well before on these sizes).
         init: a starting ``(weight, bias)`` (a warm start from a neighbouring L2 strength); zeros by default.
         dtype: the precision of the fit.
+        offset: a fixed ``(C,)`` logit shift used in the loss only (not part of the returned head).
 
     Returns:
         ``(weight (C, D), bias (C,))``.
@@ -94,12 +98,13 @@ def fit_logistic(x: Tensor, targets: Tensor, l2: float, max_iter: int = 300,
     weight = init[0].to(dtype).clone().requires_grad_(True)
     bias = init[1].to(dtype).clone().requires_grad_(True)
     tolerance = 1e-9 if dtype == torch.float64 else 1e-6  # what the precision can resolve
+    shift = torch.zeros(targets.shape[1], dtype=dtype) if offset is None else offset.to(dtype)
     opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, tolerance_grad=tolerance,
                             tolerance_change=tolerance * 1e-3, history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = -(targets * torch.log_softmax(x @ weight.T + bias, 1)).sum(1).mean() + 0.5 * l2 * weight.pow(2).sum()
+        loss = -(targets * torch.log_softmax(x @ weight.T + bias + shift, 1)).sum(1).mean() + 0.5 * l2 * weight.pow(2).sum()
         loss.backward()
         return loss
 

@@ -382,6 +382,38 @@ def test_logit_adjustment_scores_and_tau_choice_by_hand():
     assert choose_tau(balanced, max_oa_drop=1.5, reference_oa=0.95) == -1.0  # none reaches the floor: best OA
 
 
+def test_tau_normalisation_by_hand():
+    from benchmarks.studies.rebalance_head import tau_normalised
+
+    weight = torch.tensor([[3.0, 4.0], [0.6, 0.8]])  # row norms 5 and 1
+    assert torch.allclose(tau_normalised(weight, 0.0), weight)
+    assert torch.allclose(tau_normalised(weight, 1.0), torch.tensor([[0.6, 0.8], [0.6, 0.8]]))
+    assert torch.allclose(tau_normalised(weight, 0.5)[0], torch.tensor([3.0, 4.0]) / 5 ** 0.5)
+
+
+def test_rebalance_head_checkpoint_reproduces_its_row_in_fer_zoo_test(fitted, tmp_path):
+    """The study's cRT checkpoint, tested by the CLI, gives the study's own test figures (head folded in, tau set)."""
+    from benchmarks.studies.rebalance_head import main as rebalance
+    from fer_zoo.cli import main
+    from tests.helpers import baseline, best_checkpoint
+
+    out, ckpt = tmp_path / "rebalance.md", tmp_path / "crt.ckpt"
+    rebalance([best_checkpoint(fitted), "--l2", "1e-3,1e-2", "--out", str(out), "--out-ckpt", str(ckpt)])
+    text = out.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| cRT head"))
+    test_oa, test_mca = (float(v) for v in row.split("|")[5:7])
+    tau = float(row.split("|")[2].split("tau")[1])
+    meta = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert "optimizer_states" not in meta and meta["hyper_parameters"]["logit_adjust_tau"] == tau
+    main(baseline("test", "--ckpt_path", str(ckpt), "--model.init_args.logit_adjust_tau", str(tau),
+                  "--run_dir", str(tmp_path / "test")))
+    report = json.loads((tmp_path / "test" / "test_report.json").read_text())
+    assert report["test/acc"] * 100 == pytest.approx(test_oa, abs=0.006)
+    assert report["test/mca"] * 100 == pytest.approx(test_mca, abs=0.006)
+    for option in ("fitted head |", "logit adjustment |", "tau-normalised head |"):
+        assert any(line.startswith("| ") and option in line for line in text.splitlines()), option
+
+
 def test_gpu_epoch_script_dry_run_on_cpu_fits_a_row(tmp_path, ferplus_root):
     """The prepared GPU check, run as its CPU dry run: a row composes base + gpu.yaml + delta and fits (every row's
     configs parse in tests/test_argv.py)."""

@@ -65,3 +65,15 @@ def test_probe_run_on_ferplus_layout(ferplus_root: Path, tmp_path: Path) -> None
     # a second run reads the cached features and gives the same figures
     assert main(["--data-root", str(ferplus_root), "--rows", "probe-random", "--cache", str(tmp_path / "cache")]) \
         .split("Command:")[0] == text.split("Command:")[0]
+
+
+def test_balanced_softmax_offset_divides_out_the_prior() -> None:
+    # x = 0: softmax(b + offset) must equal the mean target p, so b = log p - log q (+ a constant) for offset log q
+    targets = torch.tensor([[1.0, 0.0, 0.0]] * 6 + [[0.0, 1.0, 0.0]] * 3 + [[0.0, 0.0, 1.0]])
+    prior = torch.tensor([0.6, 0.3, 0.1])
+    _, bias = fit_logistic(torch.zeros(10, 2), targets, l2=1e-3, offset=prior.log())
+    # mean target = prior here, so the balanced head is uniform: every class gets the same bias
+    assert torch.allclose(bias - bias.mean(), torch.zeros(3, dtype=bias.dtype), atol=1e-6)
+    _, bias = fit_logistic(torch.zeros(10, 2), targets, l2=1e-3, offset=torch.tensor([0.5, 0.3, 0.2]).log())
+    expected = torch.log(prior / torch.tensor([0.5, 0.3, 0.2])).double()
+    assert torch.allclose(bias - bias.mean(), expected - expected.mean(), atol=1e-6)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,8 +34,8 @@ from fer_zoo.registry import import_class
 GRID = [round(0.1 * i, 2) for i in range(-10, 21)]
 
 
-def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 128) -> object:
-    """The checkpoint's own data module (class and options), with ``root`` when given; evaluation splits only."""
+def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 128, **overrides: object) -> object:
+    """The checkpoint's own data module (class and options), with ``root`` when given and ``overrides`` applied."""
     hp = dict(meta.get("datamodule_hyper_parameters") or {})
     class_path = hp.pop("_class_path", None)
     hp.pop("_instantiator", None)
@@ -41,7 +43,7 @@ def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 1
         raise SystemExit("the checkpoint does not record its data module; pass a checkpoint written by fer-zoo fit")
     if root:
         hp["root"] = root
-    hp.update(batch_size=batch_size, num_workers=1)
+    hp.update(batch_size=batch_size, num_workers=1, **overrides)
     return import_class(class_path)(**hp)
 
 
@@ -63,17 +65,19 @@ def scores(logits: torch.Tensor, labels: torch.Tensor, log_prior: torch.Tensor, 
     return confusion_scores(confusion, list(range(len(confusion))))
 
 
-def choose_tau(val: dict[float, dict[str, float]], max_oa_drop: float, reference_oa: float | None = None) -> float:
+def choose_tau(val: dict[Any, dict[str, float]], max_oa_drop: float, reference_oa: float | None = None,
+               size: Callable[[Any], float] = abs) -> Any:
     """The tau of the highest validation MCA whose validation OA is within ``max_oa_drop`` points of the reference.
 
     The reference is ``reference_oa`` (a fraction) when given, else this checkpoint's own OA at tau = 0. When no tau
-    reaches the floor, the one of highest validation OA. Ties go to the smallest ``|tau|``.
+    reaches the floor, the one of highest validation OA. Ties go to the smallest ``size(tau)`` (``|tau|``); any
+    hashable candidate (e.g. an ``(l2, tau)`` pair with its own ``size``) may stand for tau.
     """
     floor = (val[0.0]["acc"] if reference_oa is None else reference_oa) - max_oa_drop / 100.0
     allowed = [t for t in val if val[t]["acc"] >= floor - 1e-12]
     if not allowed:
-        return max(val, key=lambda t: (round(val[t]["acc"], 12), -abs(t)))
-    return max(allowed, key=lambda t: (round(val[t]["mca"], 12), -abs(t)))
+        return max(val, key=lambda t: (round(val[t]["acc"], 12), -size(t)))
+    return max(allowed, key=lambda t: (round(val[t]["mca"], 12), -size(t)))
 
 
 def main(argv: list[str] | None = None) -> None:
