@@ -36,10 +36,9 @@ from benchmarks.paths import ROOT
 from benchmarks.publish import finish_report
 from benchmarks.recipes import experiment_config
 from fer_zoo.metrics import confusion_scores, prediction_confusion
+from fer_zoo.rebalance import L2_GRID, fit_logistic  # L2_GRID: the probe's only hyper-parameter
 from fer_zoo.registry import instantiate
 
-#: L2 strengths (on the mean loss) tried for every start; the probe's only hyper-parameter
-L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 SPLITS = ("train", "val", "test")
 
 
@@ -70,46 +69,6 @@ def extract(row_config: dict[str, Any], data_root: str | None, batch_size: int =
         out[split] = {"x": torch.cat(feats), "y": torch.cat(labels), "t": torch.cat(targets).float()}
     out["forward_img_per_s"] = images / seconds
     return out
-
-
-def fit_logistic(x: Tensor, targets: Tensor, l2: float, max_iter: int = 300,
-                 init: tuple[Tensor, Tensor] | None = None,
-                 dtype: torch.dtype = torch.float64, offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Multinomial logistic regression: minimise mean soft-target cross-entropy + ``l2``/2 · ||W||² (bias free).
-
-    With ``offset`` the loss sees ``x W^T + b + offset``: ``offset = log(prior)`` is the balanced-softmax loss, whose
-    fitted logits (without the offset) target balanced error instead of the training prior.
-
-    Args:
-        x: ``(N, D)`` features (standardised by the caller).
-        targets: ``(N, C)`` target distributions (one-hot for hard labels).
-        l2: L2 strength on the weights.
-        max_iter: L-BFGS iterations (the problem is convex; it converges well before on these sizes).
-        init: a starting ``(weight, bias)`` (a warm start from a neighbouring L2 strength); zeros by default.
-        dtype: the precision of the fit.
-        offset: a fixed ``(C,)`` logit shift used in the loss only (not part of the returned head).
-
-    Returns:
-        ``(weight (C, D), bias (C,))``.
-    """
-    x, targets = x.to(dtype), targets.to(dtype)
-    if init is None:
-        init = (torch.zeros(targets.shape[1], x.shape[1]), torch.zeros(targets.shape[1]))
-    weight = init[0].to(dtype).clone().requires_grad_(True)
-    bias = init[1].to(dtype).clone().requires_grad_(True)
-    tolerance = 1e-9 if dtype == torch.float64 else 1e-6  # what the precision can resolve
-    shift = torch.zeros(targets.shape[1], dtype=dtype) if offset is None else offset.to(dtype)
-    opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, tolerance_grad=tolerance,
-                            tolerance_change=tolerance * 1e-3, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = -(targets * torch.log_softmax(x @ weight.T + bias + shift, 1)).sum(1).mean() + 0.5 * l2 * weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return weight.detach(), bias.detach()
 
 
 def scores(logits: Tensor, labels: Tensor) -> dict[str, Any]:

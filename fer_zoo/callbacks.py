@@ -211,7 +211,7 @@ class RunReport(L.Callback):
                 "global_step": trainer.global_step,
                 "world_size": trainer.world_size,
                 "train_img_per_s": throughput.images_per_second if throughput else None,
-                **peak_memory(pl_module.device),
+                **peak_memory(trainer.strategy.root_device),  # pl_module may be back on the CPU here (DDP teardown)
                 "params": pl_module.num_parameters(),
                 "trainable_params": pl_module.num_parameters(trainable_only=True),
                 "last_val": getattr(pl_module, "results", {}).get("val"),

@@ -1,4 +1,4 @@
-"""``fer-zoo`` subcommands beside LightningCLI's: synth, list, landmarks, pretrain-landmarks, weights, export."""
+"""``fer-zoo`` subcommands beside LightningCLI's: synth, list, landmarks, pretrain-landmarks, weights, export, rebalance."""
 
 from __future__ import annotations
 
@@ -222,8 +222,15 @@ def _export(args: list[str]) -> None:
     export_main(args)
 
 
+def _rebalance(args: list[str]) -> None:
+    from fer_zoo.rebalance import main as rebalance_main
+
+    rebalance_main(args)
+
+
 EXTRA_COMMANDS = {
     "export": _export,
+    "rebalance": _rebalance,
     "weights": _weights,
     "synth": _synth,
     "list": _list,

@@ -360,37 +360,6 @@ def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
     assert not needs_landmark_net("synthetic", "mpa")
 
 
-def test_logit_adjustment_scores_and_tau_choice_by_hand():
-    from benchmarks.studies.logit_adjust import choose_tau, scores
-
-    # two classes, prior (0.8, 0.2): log-prior gap log(4) = 1.386
-    log_prior = torch.log(torch.tensor([0.8, 0.2]))
-    logits = torch.tensor([[1.0, 0.0], [0.5, 0.0], [2.0, 0.0], [0.0, 1.0]])
-    labels = torch.tensor([1, 1, 0, 1])
-    plain = scores(logits, labels, log_prior, 0.0)
-    assert plain["acc"] == pytest.approx(0.5) and plain["per_class_acc"] == pytest.approx([1.0, 1 / 3])
-    # tau = 1: margins shift by 1.386, so samples 0 (1.0) and 1 (0.5) flip to class 1; sample 2 (2.0) stays 0
-    adjusted = scores(logits, labels, log_prior, 1.0)
-    assert adjusted["acc"] == pytest.approx(1.0) and adjusted["mca"] == pytest.approx(1.0)
-    val = {0.0: {"acc": 0.80, "mca": 0.50}, 0.5: {"acc": 0.79, "mca": 0.60}, 1.0: {"acc": 0.70, "mca": 0.75}}
-    assert choose_tau(val, max_oa_drop=1.5) == 0.5  # tau 1.0 costs 10 points of validation OA
-    assert choose_tau(val, max_oa_drop=15.0) == 1.0
-    # a balanced-softmax model is held to the plain baseline's OA (0.80): adding the prior back (tau < 0) is needed
-    balanced = {-1.0: {"acc": 0.80, "mca": 0.60}, -0.5: {"acc": 0.79, "mca": 0.66}, 0.0: {"acc": 0.60, "mca": 0.70}}
-    assert choose_tau(balanced, max_oa_drop=1.5) == 0.0  # its own OA as the reference
-    assert choose_tau(balanced, max_oa_drop=1.5, reference_oa=0.80) == -0.5
-    assert choose_tau(balanced, max_oa_drop=1.5, reference_oa=0.95) == -1.0  # none reaches the floor: best OA
-
-
-def test_tau_normalisation_by_hand():
-    from benchmarks.studies.rebalance_head import tau_normalised
-
-    weight = torch.tensor([[3.0, 4.0], [0.6, 0.8]])  # row norms 5 and 1
-    assert torch.allclose(tau_normalised(weight, 0.0), weight)
-    assert torch.allclose(tau_normalised(weight, 1.0), torch.tensor([[0.6, 0.8], [0.6, 0.8]]))
-    assert torch.allclose(tau_normalised(weight, 0.5)[0], torch.tensor([3.0, 4.0]) / 5 ** 0.5)
-
-
 def test_rebalance_head_checkpoint_reproduces_its_row_in_fer_zoo_test(fitted, tmp_path):
     """The study's cRT checkpoint, tested by the CLI, gives the study's own test figures (head folded in, tau set)."""
     from benchmarks.studies.rebalance_head import main as rebalance
@@ -454,3 +423,12 @@ def test_speed_alternates_bare_loop_and_fit_and_reports_medians(monkeypatch):
     assert calls == ["bare", "fit"] * 3
     # medians: bare 50, fit 44 -> 0.88; every run listed
     assert line == "| face-baseline | channels-last | 50.0 | 44.0 | 0.88 | 0.88 | bare 50.0, 40.0, 60.0; fit 45.0, 30.0, 44.0 |"
+
+
+def test_gpu_tree_keeps_the_first_fraction_of_train_and_validation_rows():
+    from benchmarks.gpu_tree import subset_rows
+
+    rows = [["Training", f"t{i}.png"] for i in range(10)] + [["PublicTest", f"v{i}.png"] for i in range(4)]
+    rows += [["PrivateTest", "x.png"]]
+    kept = subset_rows(rows, train_fraction=0.8, val_fraction=0.25)
+    assert [r[1] for r in kept] == [f"t{i}.png" for i in range(8)] + ["v0.png"]

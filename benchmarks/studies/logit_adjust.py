@@ -19,32 +19,16 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from benchmarks.publish import finish_report
 from benchmarks.tables import mean_std
 from fer_zoo.checkpoints import load_task
-from fer_zoo.metrics import confusion_scores, prediction_confusion
-from fer_zoo.registry import import_class
-
-GRID = [round(0.1 * i, 2) for i in range(-10, 21)]
-
-
-def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 128, **overrides: object) -> object:
-    """The checkpoint's own data module (class and options), with ``root`` when given and ``overrides`` applied."""
-    hp = dict(meta.get("datamodule_hyper_parameters") or {})
-    class_path = hp.pop("_class_path", None)
-    hp.pop("_instantiator", None)
-    if not class_path:
-        raise SystemExit("the checkpoint does not record its data module; pass a checkpoint written by fer-zoo fit")
-    if root:
-        hp["root"] = root
-    hp.update(batch_size=batch_size, num_workers=1, **overrides)
-    return import_class(class_path)(**hp)
+from fer_zoo.rebalance import TAU_GRID as GRID
+from fer_zoo.rebalance import adjusted_scores as scores
+from fer_zoo.rebalance import choose_tau, datamodule_from_checkpoint
 
 
 @torch.no_grad()
@@ -57,27 +41,6 @@ def logits_of(task: torch.nn.Module, loader: object) -> tuple[torch.Tensor, torc
         outs.append(task(images).float())
         labels.append(batch["label"])
     return torch.cat(outs), torch.cat(labels)
-
-
-def scores(logits: torch.Tensor, labels: torch.Tensor, log_prior: torch.Tensor, tau: float) -> dict[str, float]:
-    """OA, MCA, macro-F1 and per-class accuracy of ``logits - tau * log_prior``."""
-    confusion = prediction_confusion(logits - tau * log_prior, labels)
-    return confusion_scores(confusion, list(range(len(confusion))))
-
-
-def choose_tau(val: dict[Any, dict[str, float]], max_oa_drop: float, reference_oa: float | None = None,
-               size: Callable[[Any], float] = abs) -> Any:
-    """The tau of the highest validation MCA whose validation OA is within ``max_oa_drop`` points of the reference.
-
-    The reference is ``reference_oa`` (a fraction) when given, else this checkpoint's own OA at tau = 0. When no tau
-    reaches the floor, the one of highest validation OA. Ties go to the smallest ``size(tau)`` (``|tau|``); any
-    hashable candidate (e.g. an ``(l2, tau)`` pair with its own ``size``) may stand for tau.
-    """
-    floor = (val[0.0]["acc"] if reference_oa is None else reference_oa) - max_oa_drop / 100.0
-    allowed = [t for t in val if val[t]["acc"] >= floor - 1e-12]
-    if not allowed:
-        return max(val, key=lambda t: (round(val[t]["acc"], 12), -size(t)))
-    return max(allowed, key=lambda t: (round(val[t]["mca"], 12), -size(t)))
 
 
 def main(argv: list[str] | None = None) -> None:
