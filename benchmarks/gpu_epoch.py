@@ -3,7 +3,8 @@
 Each row of ``experiments/<dataset>/index.yaml`` is fitted for one epoch with its configs and
 ``experiments/<dataset>/_base/gpu.yaml`` composed after the protocol base (224 px, bf16-mixed, DDP on every GPU),
 one row at a time. The table records the GPU, world size, training img/s (all ranks), peak CUDA memory of rank 0,
-peak resident memory and wall time per row, and the command that made it. ``--dry-run`` runs the same plumbing on
+mean GPU utilisation (``nvidia-smi`` every 500 ms over the whole row), peak resident memory and wall time per row,
+and the command that made it. ``--dry-run`` runs the same plumbing on
 the CPU (64 px, fp32, one process, two batches): that is how the script is tested where no GPU is lent.
 
 Usage (on the GPU machine)::
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -46,6 +48,32 @@ def row_command(dataset: str, row: str, data_root: str | None, run_dir: Path, ex
     if data_root:
         cmd += ["--data.root", data_root]
     return cmd + ["--trainer.max_epochs", "1", "--wandb", "disabled", "--run_dir", str(run_dir), *extra]
+
+
+def mean_utilisation(samples: str) -> float | None:
+    """Mean of the per-sample GPU utilisation percentages ``nvidia-smi`` printed (one number per line and GPU)."""
+    values = [float(v) for line in samples.splitlines() for v in line.split(",") if v.strip().replace(".", "").isdigit()]
+    return sum(values) / len(values) if values else None
+
+
+def start_utilisation_sampler() -> subprocess.Popen | None:
+    """``nvidia-smi`` sampling GPU utilisation every 500 ms, or None where there is no ``nvidia-smi``.
+
+    Why: a one-epoch img/s alone cannot tell a loader-bound row from a GPU-bound one.
+    """
+    if shutil.which("nvidia-smi") is None:
+        return None
+    query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "500"]
+    return subprocess.Popen(query, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def stop_utilisation_sampler(sampler: subprocess.Popen | None) -> float | None:
+    """Stop the sampler and return its mean utilisation (%)."""
+    if sampler is None:
+        return None
+    sampler.terminate()
+    out, _ = sampler.communicate(timeout=10)
+    return mean_utilisation(out)
 
 
 def device_name() -> str:
@@ -78,26 +106,29 @@ def main(argv: list[str] | None = None) -> None:
         f"Device: {device}. Configs: each row's protocol base, then `experiments/{args.dataset}/_base/gpu.yaml`, then "
         "the row's delta; one epoch (train + validation), one row at a time.",
         "",
-        "| row | world size | train img/s (all ranks) | peak CUDA MB (rank 0) | peak RSS MB | wall s | status |",
-        "|---|---|---|---|---|---|---|",
+        "| row | world size | train img/s (all ranks) | peak CUDA MB (rank 0) | mean GPU util % | peak RSS MB | wall s | status |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         run_dir = Path(args.runs) / args.dataset / row
         cmd = row_command(args.dataset, row, args.data_root, run_dir, extra)
         start = time.perf_counter()
+        sampler = start_utilisation_sampler()  # start-up and validation included: a lower bound on training's share
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+        utilisation = stop_utilisation_sampler(sampler)
         wall = time.perf_counter() - start
         report_path = run_dir / "fit_report.json"
         if done.returncode != 0 or not report_path.is_file():
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200].replace("|", "/")
-            lines.append(f"| {row} | | | | | {wall:.0f} | failed: {last} |")
+            lines.append(f"| {row} | | | | | | {wall:.0f} | failed: {last} |")
             print(f"{row}: failed ({last})", flush=True)
             continue
         report = json.loads(report_path.read_text())
         cuda = report.get("peak_cuda_mb")
         lines.append(
             f"| {row} | {report['world_size']} | {report['train_img_per_s'] or 0:.1f} | "
-            f"{f'{cuda:.0f}' if cuda is not None else '–'} | {report.get('peak_rss_mb') or 0:.0f} | {wall:.0f} | ok |"
+            f"{f'{cuda:.0f}' if cuda is not None else '–'} | {f'{utilisation:.0f}' if utilisation is not None else '–'} | "
+            f"{report.get('peak_rss_mb') or 0:.0f} | {wall:.0f} | ok |"
         )
         print(lines[-1], flush=True)
     finish_report(lines, "benchmarks.gpu_epoch", argv, args.out)

@@ -398,6 +398,13 @@ def test_gpu_epoch_script_dry_run_on_cpu_fits_a_row(tmp_path, ferplus_root):
     assert "freeze_backbone: true" in config and "image_size: 64" in config and "accelerator: cpu" in config
 
 
+def test_gpu_epoch_mean_utilisation_of_nvidia_smi_samples():
+    from benchmarks.gpu_epoch import mean_utilisation
+
+    assert mean_utilisation("10\n30\n\n80, 40\n") == 40.0  # (10 + 30 + 80 + 40) / 4; two GPUs on one line
+    assert mean_utilisation("[N/A]\n") is None and mean_utilisation("") is None
+
+
 def test_speed_alternates_bare_loop_and_fit_and_reports_medians(monkeypatch):
     import argparse
 
