@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --seed_everything 0 --run_dir runs/leaderboard/ferplus/face-start-mobilenetv2/s0/fit --name face-start-mobilenetv2
+python -m fer_zoo test --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --ckpt_path runs/leaderboard/ferplus/face-start-mobilenetv2/s0/fit/checkpoints/best-epoch08-acc0.8790.ckpt --run_dir runs/leaderboard/ferplus/face-start-mobilenetv2/s0/test --name face-start-mobilenetv2 --trainer.devices 1 --trainer.strategy auto
