@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import tarfile
 from pathlib import Path
 
@@ -48,16 +49,17 @@ def main(argv: list[str] | None = None) -> None:
     kept = [r for r in subset_rows(rows, args.train_fraction, args.val_fraction) if r[1]]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = out.with_name("fer2013new.csv")
-    with open(table, "w", newline="") as handle:
-        csv.writer(handle).writerows([header, *kept])
+    table = io.StringIO(newline="")
+    csv.writer(table).writerows([header, *kept])
+    votes_bytes = table.getvalue().encode()
     with tarfile.open(out, "w:gz") as tar:
-        tar.add(table, arcname="ferplus/fer2013new.csv")
+        info = tarfile.TarInfo("ferplus/fer2013new.csv")
+        info.size = len(votes_bytes)
+        tar.addfile(info, io.BytesIO(votes_bytes))
         for row in kept:
             folder = FOLDERS[USAGE[row[0]]]
             if (root / folder / row[1]).is_file():
                 tar.add(root / folder / row[1], arcname=f"ferplus/{folder}/{row[1]}")
-    table.unlink()
     print(f"{out}: {len(kept)} rows, {out.stat().st_size / 2**20:.1f} MiB")
 
 

@@ -153,9 +153,8 @@ def linear_head(task: nn.Module) -> tuple[str, nn.Linear]:
 
 
 @torch.no_grad()
-def head_inputs(task: nn.Module, loader: Any, num_classes: int) -> dict[str, Tensor]:
-    """Inputs of the final linear layer (features), the task's logits, soft targets and labels of every batch."""
-    _, linear = linear_head(task)
+def head_inputs(task: nn.Module, linear: nn.Linear, loader: Any, num_classes: int) -> dict[str, Tensor]:
+    """Inputs of ``linear``, the task's final layer (features), its logits, soft targets and labels of every batch."""
     task.to(memory_format=torch.channels_last)
     captured: list[Tensor] = []
     hook = linear.register_forward_pre_hook(lambda _m, args: captured.append(args[0].float()))
@@ -188,7 +187,7 @@ def checkpoint_features(ckpt_path: str, data_root: str | None) -> dict[str, Any]
     dm = datamodule_from_checkpoint(meta, data_root, augment="none", hflip=0.0)
     dm.setup("fit")
     dm.setup("test")
-    feats = {s: head_inputs(task, dm.eval_dataloader(s), dm.num_classes) for s in SPLITS}
+    feats = {s: head_inputs(task, linear, dm.eval_dataloader(s), dm.num_classes) for s in SPLITS}
     weight, bias = linear.weight.detach().float(), linear.bias.detach().float()
     if not torch.allclose(feats["val"]["x"] @ weight.T + bias, feats["val"]["z"], atol=1e-3, rtol=1e-3):
         raise ValueError(f"{ckpt_path}: the task's logits are not its linear head of the captured features")
@@ -329,9 +328,10 @@ def main(args: list[str]) -> None:
     except (ValueError, OSError) as error:
         raise SystemExit(f"fer-zoo rebalance: {error}") from None
     except Exception as error:  # the data module's own bad-input errors (missing root, corrupt image, ...)
-        if input_error(error) is None:
+        bad_input = input_error(error)
+        if bad_input is None:
             raise
-        raise SystemExit(input_error_message(input_error(error), "rebalance")) from None
+        raise SystemExit(input_error_message(bad_input, "rebalance")) from None
     result = rebalance(loaded["feats"], loaded["weight"], loaded["bias"], loaded["log_prior"], a.max_oa_drop, l2_grid)
     crt = result["crt"]
     write_checkpoint(a.ckpt_path, a.out, loaded["prefix"], crt["head"], crt["tau"])
