@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from fer_zoo.models.base import FERTask
 from fer_zoo.models.components import prototypes as proto
-from fer_zoo.models.components.backbones import build_backbone
+from fer_zoo.models.components.backbones import PYRAMID_BACKBONES, build_backbone
 from fer_zoo.models.components.prompts import load_descriptions
 from fer_zoo.models.components.text import MiniLMTextEncoder, article, parameter_fingerprint
 from fer_zoo.models.mpa import (
@@ -144,7 +144,9 @@ class MPAFace(FERTask):
         """Build the towers, prompts and buffers.
 
         Args:
-            backbone: a face network with a feature pyramid (``faceres``).
+            backbone: an imported network with a stride-32 feature map (one of
+                :data:`~fer_zoo.models.components.backbones.PYRAMID_BACKBONES`; ``faceres`` in the protocol,
+                ``mobilenetv2`` on the ImageNet start).
             weights: its weight spec (None: random init, so the alias runs anywhere; the ``ferplus-face`` protocol
                 sets ``faceres.vggface2``).
             freeze_image: keep the image tower frozen (MPA's setting); False fine-tunes it too.
@@ -165,9 +167,9 @@ class MPAFace(FERTask):
             **kwargs: :class:`FERTask` options.
         """
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler, **kwargs)
+        if backbone not in PYRAMID_BACKBONES:  # the adapter needs the pooled feature's map
+            raise ValueError(f"model.backbone={backbone!r} gives no feature map for the adapter; one of {PYRAMID_BACKBONES}")
         self.image, dim = build_backbone(backbone, weights)
-        if not hasattr(self.image, "pyramid"):
-            raise ValueError(f"model.backbone={backbone!r} has no feature pyramid; use faceres")
         if freeze_image:
             self.image.requires_grad_(False).eval()
         self.adapter = nn.Sequential(nn.Conv2d(dim, adapter_dim, 1), nn.ReLU(inplace=True), nn.Conv2d(adapter_dim, dim, 1))
@@ -193,7 +195,7 @@ class MPAFace(FERTask):
     def image_features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Adapted pooled feature ``(B, D_img)``, projected global ``(B, D_txt)`` and projected locations."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.hparams.freeze_image):
-            fmap = self.image.pyramid(images)[-1]
+            fmap = self.image.feature_map(images)
         fmap = fmap + self.adapter(fmap)
         pooled = fmap.mean((2, 3))
         patches = self.project(fmap.flatten(2).transpose(1, 2))

@@ -35,7 +35,7 @@ def test_adapter_starts_as_identity_and_logits_are_cgla_of_the_projected_map(mod
     images = torch.randn(2, 3, 64, 64)
     model.eval()
     with torch.no_grad():
-        fmap = model.image.pyramid(images)[-1]
+        fmap = model.image.feature_map(images)
         pooled, cls, patches = model.image_features(images)
         assert torch.allclose(pooled, fmap.mean((2, 3)), atol=1e-5)  # zero-initialised adapter
         expected = global_local_logits(model.project(fmap.mean((2, 3))), model.project(fmap.flatten(2).transpose(1, 2)),
@@ -60,3 +60,15 @@ def test_checkpoints_leave_out_the_frozen_minilm(model):
     model.on_save_checkpoint(checkpoint)
     assert not any(k.startswith("text.model.") and "weight" in k for k in checkpoint["state_dict"])
     assert "text.context" in checkpoint["state_dict"]
+
+
+def test_the_image_tower_can_be_any_imported_network_with_a_map_and_nothing_else():
+    torch.manual_seed(0)
+    model = MPAFace(num_classes=3, class_names=NAMES, backbone="mobilenetv2", weights=None, n_ctx=2).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pooled, _, patches = model.image_features(images)
+        assert torch.allclose(pooled, model.image(images), atol=1e-5)  # the zero adapter keeps the pooled feature
+    assert pooled.shape == (2, 1280) and patches.shape == (2, 4, 384)  # 64 px: a 2 x 2 map in the text space
+    with pytest.raises(ValueError, match="model.backbone='resnet18' gives no feature map"):
+        MPAFace(num_classes=3, class_names=NAMES, backbone="resnet18")

@@ -158,9 +158,13 @@ class FaceNet(nn.Module):
         z = self.block8_last(self.block8(self.mixed_7a(y)))
         return [x, y, z]
 
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The last map ``(B, 1792, H/32, W/32)`` (after the last block8)."""
+        return self.stages(images)[-1]
+
     def pooled(self, images: Tensor) -> Tensor:
         """Globally average-pooled final map ``(B, 1792)``."""
-        return self.stages(images)[-1].mean((2, 3))
+        return self.feature_map(images).mean((2, 3))
 
     def embed(self, images: Tensor) -> Tensor:
         """FaceNet's unit embedding ``(B, 512)``."""

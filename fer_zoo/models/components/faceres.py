@@ -149,9 +149,13 @@ class FaceRes(nn.Module):
                 levels.append(x)
         return levels
 
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The last feature map ``(B, 1024, H/32, W/32)``; :meth:`forward` is its mean."""
+        return self.pyramid(images)[-1]
+
     def forward(self, images: Tensor) -> Tensor:
         """Pooled 1024-d feature ``(B, 1024)``."""
-        return self.pyramid(images)[-1].mean((2, 3))
+        return self.feature_map(images).mean((2, 3))
 
     def heads(self, images: Tensor) -> dict[str, Tensor]:
         """``pooled`` (1024), ``feats`` (256, ReLU), ``age`` (softmax over 100 years), ``male`` (sigmoid)."""

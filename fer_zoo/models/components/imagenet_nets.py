@@ -46,9 +46,13 @@ class MobileNetV2Features(nn.Module):
         cuts = ((0, 2, 16), (2, 4, 24), (4, 7, 32), (7, 14, 96), (14, 19, 1280))
         return [(nn.Sequential(*self.features[a:b]), c) for a, b, c in cuts]
 
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The last feature map ``(B, 1280, H/32, W/32)``."""
+        return self.features(images)
+
     def forward(self, images: Tensor) -> Tensor:
         """Pooled features."""
-        return self.pool(self.features(images)).flatten(1)
+        return self.pool(self.feature_map(images)).flatten(1)
 
 
 class MBConv(nn.Module):
@@ -124,7 +128,7 @@ class EfficientNetLite0(nn.Module):
             out.append((nn.Sequential(*layers), channels))
         return out
 
-    def trunk(self, images: Tensor) -> Tensor:
+    def feature_map(self, images: Tensor) -> Tensor:
         """The last feature map ``(B, 1280, H/32, W/32)``."""
         x = self.act(self._bn0(self._conv_stem(self.adapter(images))))
         for block in self._blocks:
@@ -133,4 +137,4 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """Pooled features."""
-        return self.pool(self.trunk(images)).flatten(1)
+        return self.pool(self.feature_map(images)).flatten(1)

@@ -110,11 +110,15 @@ class MobileFace(nn.Module):
         """Pooled last-stage feature ``(B, 128)`` (any input size), or the embedding (see ``output``)."""
         if self.output == "embedding":
             return self.embed(images)
-        return self.pyramid(images)[-1].mean((2, 3))
+        return self.feature_map(images).mean((2, 3))
+
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The last stage's map ``(B, 128, H/32, W/32)``."""
+        return self.pyramid(images)[-1]
 
     def embed(self, images: Tensor) -> Tensor:
         """The original 256-d embedding (112 px input)."""
-        last = self.pyramid(images)[-1]
+        last = self.feature_map(images)
         if last.shape[-2:] != (4, 4):
             raise ValueError(f"mobileface embedding needs 112x112 inputs (got {tuple(images.shape[-2:])}); "
                              "set --data.image_size 112 or use backbone mobileface")

