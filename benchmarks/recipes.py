@@ -175,11 +175,19 @@ def recipe_is_baselines(dataset: str, method: str, overrides: list[str], baselin
     return recipe.get("trainer") == config.get("trainer") and data(recipe.get("data")) == data(config.get("data"))
 
 
+def index_baseline(dataset: str, model: str) -> str | None:
+    """The row an index entry names as its ``baseline:`` (its protocol without the row's delta), or None."""
+    return ((experiment_index(dataset).get("rows") or {}).get(model) or {}).get("baseline")
+
+
 def ablation_pair(dataset: str, model: str, models: list[str], overrides: list[str]) -> str | None:
-    """The row a method row is compared with: its ``baseline-<model>-recipe`` row, or else a plain baseline row of
-    the table trained with exactly its recipe, backbone and init (None for non-method rows or when none is)."""
+    """The row a method row is compared with: its ``baseline-<model>-recipe`` row, else the ``baseline:`` its index
+    entry names, else a plain baseline row of the table trained with exactly its recipe, backbone and init (None for
+    non-method rows or when none is in ``models``)."""
     if f"baseline-{model}-recipe" in models:
         return f"baseline-{model}-recipe"
+    if index_baseline(dataset, model) in models:
+        return index_baseline(dataset, model)
     if model.split("-")[0] not in METHODS or not experiment_files(dataset, model):
         return None
     for other in models:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.paths import RESULTS, ROOT
-from benchmarks.recipes import PAPERS, ablation_pair, label_noise, paper_entry
+from benchmarks.recipes import PAPERS, ablation_pair, index_baseline, label_noise, paper_entry
 
 METRICS = ("test/acc", "test/mca", "test/f1_macro")
 
@@ -24,6 +24,13 @@ METRICS = ("test/acc", "test/mca", "test/f1_macro")
 def mean_std(values: pd.Series, scale: float = 100.0) -> str:
     """``"mean ± std"`` over seeds (population std, 2 decimals), of ``values`` times ``scale`` (fractions -> %)."""
     return f"{scale * values.mean():.2f} ± {scale * values.std(ddof=0):.2f}"
+
+
+def seed_spread(n: int, std: float, n_pair: int, std_pair: float) -> str:
+    """``[std a / b]``: two rows' seed std of OA (fractions -> %), or ``[seeds n / m]`` while either has one seed."""
+    if min(n, n_pair) < 2:
+        return f"[seeds {n} / {n_pair}]"
+    return f"[std {100 * std:.2f} / {100 * std_pair:.2f}]"
 
 
 def table_row(dataset: str, model: str, seed: int, fit: dict, test: dict) -> dict:
@@ -108,8 +115,10 @@ def tabulate(rows: list[dict], dataset: str, results: Path, args: argparse.Names
         "| params (M) | train img/s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    mean_acc = frame.groupby("model", sort=False)["acc"].mean()
+    by_model = frame.groupby("model", sort=False)["acc"]
+    mean_acc, std_acc, n_seeds = by_model.mean(), by_model.std(ddof=0), by_model.count()
     footnotes: dict[str, str] = {}
+    indexed_pairs = False
     for model, group in frame.groupby("model", sort=False):
         entry = paper_entry(dataset, model, label_noise(dataset, model, args.override))
         paper = ""
@@ -125,6 +134,9 @@ def tabulate(rows: list[dict], dataset: str, results: Path, args: argparse.Names
             delta = f"{100 * (mean_acc[model] - mean_acc[pair]):+.2f}"
             if pair != f"baseline-{model}-recipe":
                 delta += f" (vs {pair})"
+            if pair == index_baseline(dataset, model):
+                indexed_pairs = True
+                delta += " " + seed_spread(n_seeds[model], std_acc[model], n_seeds[pair], std_acc[pair])
         best_test = group.get("best_test_epoch_acc")
         best_test = "" if best_test is None or best_test.isna().all() else fmt("best_test_epoch_acc")
         lines.append(
@@ -144,6 +156,9 @@ def tabulate(rows: list[dict], dataset: str, results: Path, args: argparse.Names
         "*OA − recipe baseline* is what the method adds over its recipe; *(vs X)* marks a plain baseline row X of "
         "this table that already has exactly the method's recipe, backbone and init. † Best test accuracy over epochs, the "
         "figure many papers report; never used for selection here (OA is the validation-selected checkpoint).",
+        *(["In an indexed study, *(vs X)* is the row its `experiments/<dataset>/index.yaml` entry names as "
+           "`baseline:` (its protocol without the row's delta), with the two rows' seed std of OA beside it "
+           "(their seed counts while either has one): a difference inside the spread is not a finding."] if indexed_pairs else []),
         "‡ What the method's paper reports on this dataset at this label-noise rate (`benchmarks/data/papers.yaml`); "
         "its protocol differs from this table's (pretrained backbone, input size, epochs, best-test-epoch selection):",
     ]

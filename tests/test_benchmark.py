@@ -343,10 +343,23 @@ def test_a_method_row_is_paired_with_the_baseline_row_of_its_exact_recipe_and_in
     # An override scoped to the method's row breaks the match.
     assert ablation_pair("ferplus", "e2n-faceres", face, ["e2n-faceres:model.lr=0.01"]) is None
     assert ablation_pair("ferplus", "baseline-faceres", face, []) is None
+    # A leaderboard row is paired with the baseline its index entry names, when that row is in the table.
+    board = ["face-baseline", "face-baseline-x2", "face-e2n", "face-lacovl"]
+    assert ablation_pair("ferplus", "face-e2n", board, []) == "face-baseline"
+    assert ablation_pair("ferplus", "face-lacovl", board, []) == "face-baseline-x2"
+    assert ablation_pair("ferplus", "face-e2n", board[1:], []) is None
     # LaCoVL's trainable network is its image pyramid: on FaceRes with the face recipe, the FaceRes baseline is its pair
     # (positive pairs and the landmark net are the method's inputs, not its recipe).
     assert ablation_pair("ferplus", "lacovl-faceres", ["baseline-faceres", "lacovl-faceres"], []) == "baseline-faceres"
     assert ablation_pair("ferplus", "lacovl", ["baseline-faceres", "baseline", "lacovl"], []) is None
+
+
+def test_a_pair_shows_both_rows_seed_spread_and_a_single_seed_says_so():
+    from benchmarks.tables import seed_spread
+
+    assert seed_spread(2, 0.0024, 2, 0.01) == "[std 0.24 / 1.00]"
+    assert seed_spread(1, 0.0, 2, 0.0024) == "[seeds 1 / 2]"
+
 
 
 def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
