@@ -46,6 +46,19 @@ def test_index_rows_name_existing_configs_and_deltas_are_short():
             assert entry["configs"][0].startswith("_base/"), f"{row}: a row starts from a protocol base"
             for delta in entry["configs"][1:]:
                 assert "class_path: fer_zoo.datamodules" not in (folder / delta).read_text(), f"{delta} repeats data"
+            assert entry.get("baseline") in (None, *index["rows"]), f"{row}: its baseline is not an index row"
+
+
+def test_a_start_delta_survives_the_method_delta_before_it():
+    """A method delta that changes class_path keeps only the options its class takes, so the start goes last."""
+    from benchmarks.recipes import experiment_config, experiment_index
+
+    rows = [r for r, e in experiment_index("ferplus")["rows"].items() if "mobilenetv2" in " ".join(e["configs"][1:])]
+    assert {"mnv2-e2n", "mnv2-lanet", "mnv2-mpa", "mnv2-lacovl"} <= set(rows)
+    for row in rows:
+        init = experiment_config("ferplus", row)["model"]["init_args"]
+        assert init["weights"] == "mobilenetv2.in1k", row
+        assert init.get("backbone", init.get("pyramid")) == "mobilenetv2", row
 
 
 def test_fit_without_data_uses_the_synthetic_faces(capsys):
