@@ -186,8 +186,9 @@ def ablation_pair(dataset: str, model: str, models: list[str], overrides: list[s
     non-method rows or when none is in ``models``)."""
     if f"baseline-{model}-recipe" in models:
         return f"baseline-{model}-recipe"
-    if index_baseline(dataset, model) in models:
-        return index_baseline(dataset, model)
+    named = index_baseline(dataset, model)
+    if named in models:
+        return named
     if model.split("-")[0] not in METHODS or not experiment_files(dataset, model):
         return None
     for other in models:

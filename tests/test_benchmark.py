@@ -361,7 +361,6 @@ def test_a_pair_shows_both_rows_seed_spread_and_a_single_seed_says_so():
     assert seed_spread(1, 0.0, 2, 0.0024) == "[seeds 1 / 2]"
 
 
-
 def test_the_landmark_network_is_pretrained_for_any_row_of_a_lacovl_class():
     from benchmarks.recipes import needs_landmark_net
 
