@@ -41,9 +41,21 @@ from fer_zoo.registry import instantiate
 SETTINGS = (("fp32", False, False), ("channels-last", True, False), ("channels-last + bf16", True, True))
 
 
-def _to(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
+def to_memory_format(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
+    """The batch with its image tensors in channels-last (or contiguous) memory format."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return {k: v.contiguous(memory_format=fmt) if isinstance(v, torch.Tensor) and v.ndim == 4 else v for k, v in batch.items()}
+
+
+def row_batches(config: dict[str, Any], data_root: str | None, count: int) -> tuple[Any, list[dict[str, Any]]]:
+    """The row's training data module (set up for fit) and its first ``count`` training batches."""
+    data_spec = config["data"]
+    if data_root:
+        data_spec = {**data_spec, "init_args": {**data_spec["init_args"], "root": data_root}}
+    datamodule = instantiate(data_spec)
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    return datamodule, [next(loader) for _ in range(count)]
 
 
 def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, seconds: float,
@@ -52,13 +64,7 @@ def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, secon
 
     Warm-up: 3 steps; then up to ``batches`` steps or ``seconds`` of timed compute.
     """
-    data_spec = config["data"]
-    if data_root:
-        data_spec = {**data_spec, "init_args": {**data_spec["init_args"], "root": data_root}}
-    datamodule = instantiate(data_spec)
-    datamodule.setup("fit")
-    loader = iter(datamodule.train_dataloader())
-    taken = [next(loader) for _ in range(min(batches, 12) + 3)]
+    datamodule, taken = row_batches(config, data_root, min(batches, 12) + 3)
     rates = {}
     for name, channels_last, bf16 in SETTINGS:
         if wanted is not None and name not in wanted:
@@ -72,7 +78,7 @@ def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, secon
         images = count = 0
         elapsed = 0.0
         for step in range(batches + 3):
-            batch = _to(taken[step % len(taken)], channels_last)
+            batch = to_memory_format(taken[step % len(taken)], channels_last)
             start = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
                 loss = model.training_loss(batch)[0]
@@ -143,21 +149,34 @@ def row_lines(row: str, args: argparse.Namespace, wanted: set[str]) -> list[str]
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Measure every row and write the Markdown table."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def row_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of every per-row benchmark (``--dataset``, ``--data-root``, ``--rows``, ``--out``); parsing
+    with it also sets torch's threads from ``OMP_NUM_THREADS`` when that is set."""
+
+    class RowParser(argparse.ArgumentParser):
+        def parse_args(self, *args: Any, **kwargs: Any) -> argparse.Namespace:  # type: ignore[override]
+            parsed = super().parse_args(*args, **kwargs)
+            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+            return parsed
+
+    p = RowParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="ferplus")
     p.add_argument("--data-root", default=None)
     p.add_argument("--rows", default="face-baseline", help="comma-separated experiment rows (index names)")
+    p.add_argument("--out", default=None, help="Markdown file for the report (default: print only)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure every row and write the Markdown table."""
+    p = row_parser(__doc__)
     p.add_argument("--batches", type=int, default=20, help="timed training batches per measurement")
     p.add_argument("--seconds", type=float, default=30.0, help="stop a bare loop after this much timed compute")
     p.add_argument("--repeats", type=int, default=1,
                    help="alternate bare loop and fit this many times; the table gives the medians and every value")
     p.add_argument("--settings", default=",".join(s[0] for s in SETTINGS), help="subset of the settings")
-    p.add_argument("--out", default=None, help="Markdown file for the table (default: print only)")
     args = p.parse_args(argv)
     wanted = set(args.settings.split(","))
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     lines = [
         f"# Training speed, {args.dataset}",
         "",
