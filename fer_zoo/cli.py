@@ -298,6 +298,9 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
         def instantiate_classes(self) -> None:
             pass
 
+    # The caller's own command line (a benchmark script's options) is not this parse's: hide it, or LightningCLI
+    # warns that both `args` and sys.argv were given.
+    argv, sys.argv = sys.argv, sys.argv[:1]
     try:
         cli = ParseOnly(
             FERTask,
@@ -312,6 +315,7 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
             auto_configure_optimizers=False,
         )
     finally:
+        sys.argv = argv
         defaults.unlink(missing_ok=True)
     return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
 
