@@ -13,6 +13,8 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 
+from fer_zoo.checkpoints import RUN_KEY
+
 
 class ThroughputMonitor(L.Callback):
     """Training images per second (all ranks together), skipping each epoch's first batches."""
@@ -178,6 +180,11 @@ class RunReport(L.Callback):
         path = self.run_dir / name
         path.write_text(json.dumps({**self.info, **payload}, indent=1))
         return path
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Record the fit's seed in its checkpoints, so a later test reports the seed of the model it tests."""
+        if self.info.get("subcommand") == "fit":
+            checkpoint[RUN_KEY] = {"seed": self.info.get("seed")}
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

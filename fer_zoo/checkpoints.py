@@ -13,11 +13,15 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+#: checkpoint key of the fit's own record (its seed), written by :class:`fer_zoo.callbacks.RunReport`
+RUN_KEY = "fer_zoo_run"
+
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The hyper-parameters of a Lightning checkpoint, read with ``weights_only=True`` (runs no code).
 
-    ``fer-zoo`` reads them once per command (:func:`fer_zoo.cli.main` hands them to the CLI).
+    ``fer-zoo`` reads them once per command (:func:`fer_zoo.cli.main` hands them to the CLI). ``run`` holds what
+    the fit recorded about itself (:data:`RUN_KEY`: its seed), empty for checkpoints written before it did.
 
     Raises:
         ValueError: naming the file when it cannot be read as a checkpoint (truncated, not a checkpoint).
@@ -29,7 +33,8 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {first[:200]})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return {k: checkpoint.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}
+    meta = {k: checkpoint.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}
+    return {**meta, "run": checkpoint.get(RUN_KEY) or {}}
 
 
 def load_task(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -174,6 +174,8 @@ class FerZooCLI(LightningCLI):
         model = type(self.model).__name__.lower()
         dataset = getattr(self.datamodule, "dataset_name", "data") or "folder"
         seed = config.get("seed_everything")
+        if sub != "fit" and self.checkpoint_meta:  # name the model's training seed, not this run's default 0
+            seed = self.checkpoint_meta.get("run", {}).get("seed", seed)
         experiment = config.get("name") or experiment_name(config.get("config"), model)
         stamp = os.environ.setdefault(STAMP_ENV, time.strftime("%Y%m%d-%H%M%S"))
         default_dir = Path("runs") / f"{dataset}-{model}" / (stamp if sub == "fit" else f"{stamp}-{sub}")

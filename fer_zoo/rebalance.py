@@ -263,6 +263,8 @@ def rebalance(
 
 def write_checkpoint(source: str, target: str, prefix: str, head: tuple[Tensor, Tensor], tau: float) -> None:
     """``source`` with the head ``prefix`` replaced and ``logit_adjust_tau`` set; weights and hyper-parameters only."""
+    from fer_zoo.checkpoints import RUN_KEY
+
     ckpt = torch.load(source, map_location="cpu", weights_only=True)
     state = ckpt["state_dict"]
     for key, value in zip(("weight", "bias"), head):
@@ -275,6 +277,7 @@ def write_checkpoint(source: str, target: str, prefix: str, head: tuple[Tensor, 
         "pytorch-lightning_version",
         "epoch",
         "global_step",
+        RUN_KEY,
     )  # no optimiser or loop state: a test/predict checkpoint, not one to resume a fit from
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: ckpt[k] for k in kept if k in ckpt}, target)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from fer_zoo.cli import main
-from tests.conftest import REPO
+from tests.conftest import FITTED_SEED, REPO
 from tests.helpers import CLASSES, METHOD_ARGS, TINY, baseline, best_checkpoint, fit_two_steps
 
 
@@ -53,8 +53,14 @@ def test_fit_writes_checkpoints_and_report(fitted):
 
 
 def test_test_from_checkpoint(fitted, tmp_path):
-    main(baseline("test", "--ckpt_path", best_checkpoint(fitted), "--run_dir", str(tmp_path)))
+    from fer_zoo.checkpoints import RUN_KEY
+
+    ckpt = best_checkpoint(fitted)
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)[RUN_KEY] == {"seed": FITTED_SEED}
+    main(baseline("test", "--ckpt_path", ckpt, "--run_dir", str(tmp_path)))
     test = json.loads((tmp_path / "test_report.json").read_text())
+    # the report names the tested model's training seed, not the test command's default seed 0
+    assert test["seed"] == json.loads((fitted / "fit_report.json").read_text())["seed"] == FITTED_SEED
     assert 0 <= test["test/acc"] <= 1 and len(test["confusion_matrix"]) == 7
     assert sum(map(sum, test["confusion_matrix"])) == 32
     assert (tmp_path / "test_per_class.csv").read_text().startswith("class,accuracy,support")
