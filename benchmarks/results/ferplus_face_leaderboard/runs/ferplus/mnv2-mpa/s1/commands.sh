@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/mpa.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --seed_everything 1 --run_dir runs/leaderboard/ferplus/mnv2-mpa/s1/fit --name mnv2-mpa
+python -m fer_zoo test --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/mpa.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --ckpt_path runs/leaderboard/ferplus/mnv2-mpa/s1/fit/checkpoints/best-epoch06-acc0.6530.ckpt --run_dir runs/leaderboard/ferplus/mnv2-mpa/s1/test --name mnv2-mpa --trainer.devices 1 --trainer.strategy auto
