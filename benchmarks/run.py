@@ -76,6 +76,30 @@ def run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"command failed ({code}): {shlex.join(cmd)}\n" + "\n".join(tail))
 
 
+def same_images_args(settings: dict[str, object]) -> list[str]:
+    """``--data_options`` naming the row's image set (generator sizes and seed, label set), for its setup commands."""
+    options = [f"{k[5:]}={v}" for k, v in settings.items() if k.startswith("data.") and k[5:] in SAME_IMAGES]
+    return ["--data_options", *options] if options else []
+
+
+def mediapipe_landmarks(dataset: str, model: str, args: argparse.Namespace) -> list[list[str]]:
+    """Detect the MediaPipe landmarks a row reads (``data.landmarks: mediapipe``) on the row's own image set.
+
+    ``fer-zoo landmarks`` skips a split whose cache is current, so every seed runs it and only the first pays.
+
+    Returns:
+        The command (empty when the row reads no MediaPipe landmarks).
+    """
+    settings = experiment_settings(dataset, model, args.override)
+    if settings.get("data.landmarks") != "mediapipe":
+        return []
+    cmd = fer_zoo_cmd("landmarks", "--data", dataset, *same_images_args(settings))
+    if args.data_root:
+        cmd += ["--data.root", args.data_root]
+    run(cmd, Path(args.runs) / dataset / "mediapipe_landmarks.log")
+    return [cmd]
+
+
 def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Namespace) -> list[list[str]]:
     """Pretrain the frozen landmark extractor a model needs, unless weights are named.
 
@@ -95,10 +119,7 @@ def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Nam
         cmd += ["--data.root", args.data_root]
     if "data.num_workers" in settings:
         cmd += ["--num_workers", str(settings["data.num_workers"])]
-    # Pretrain on the same images the model will see (same generator sizes and seed, same label set).
-    same_images = [f"{k[5:]}={v}" for k, v in settings.items() if k[5:] in SAME_IMAGES and k.startswith("data.")]
-    if same_images:
-        cmd += ["--data_options", *same_images]
+    cmd += same_images_args(settings)  # pretrain on the images the model will see
     if not (out / "pretrain_report.json").exists():
         run(cmd, out / "pretrain.log")
     published = Path(args.results) / "runs" / dataset / "landmark_net"
@@ -118,7 +139,7 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     overrides = scoped(args.override, model, *([method] if method else []))
     common = base_args(dataset, model, args.data_root, args.runs, args.override)
     common += override_args(overrides, method is not None)
-    setup_cmds = landmark_net(dataset, model, common, args)
+    setup_cmds = mediapipe_landmarks(dataset, model, args) + landmark_net(dataset, model, common, args)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
     fit_cmd = fer_zoo_cmd("fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir), "--name", model)
     if not args.no_test_each_epoch:

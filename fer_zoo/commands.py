@@ -45,6 +45,17 @@ def data_module_from_alias(alias: str, overrides: dict[str, Any]) -> Any:
     return registry.instantiate(yaml.safe_load(path.read_text()), **overrides)
 
 
+def _data_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` command-line items as data-module options (YAML scalars)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--data_options: expected KEY=VALUE, got {item!r}")
+        options[key] = _parse_scalar(value)
+    return options
+
+
 def _landmarks(args: list[str]) -> None:
     from fer_zoo.datasets import mediapipe_landmarks as mpl
 
@@ -60,10 +71,14 @@ def _landmarks(args: list[str]) -> None:
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
     p.add_argument("--chunk", type=int, default=500, help="images per work unit (resume granularity)")
+    p.add_argument(
+        "--data_options", nargs="*", default=[], metavar="KEY=VALUE",
+        help="data-module options that choose the images, as the fit sets them (e.g. label_mode=crossentropy: "
+        "FERPlus keeps the faces without a majority label, a different packed set)",
+    )  # fmt: skip
     opts = p.parse_args(args)
-    dm = data_module_from_alias(
-        opts.data, {"root": opts.root, "cache_dir": opts.cache_dir, "skip_corrupt": opts.skip_corrupt}
-    )
+    overrides = {"root": opts.root, "cache_dir": opts.cache_dir, "skip_corrupt": opts.skip_corrupt}
+    dm = data_module_from_alias(opts.data, {**overrides, **_data_options(opts.data_options)})
     report = {}
     for split in opts.splits:
         data = dm.make_dataset(split, dm.transform(False))
@@ -117,10 +132,7 @@ def _pretrain_landmarks(args: list[str]) -> None:
     }
     if opts.root:
         overrides["root"] = opts.root
-    for item in opts.data_options:
-        key, _, value = item.partition("=")
-        overrides[key] = _parse_scalar(value)
-    dm = data_module_from_alias(opts.data, overrides)
+    dm = data_module_from_alias(opts.data, {**overrides, **_data_options(opts.data_options)})
     out = Path(opts.out)
     model = LandmarkPretrainer(opts.image_size, opts.lr)
     last = out / "checkpoints" / "last.ckpt"

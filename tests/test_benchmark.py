@@ -451,3 +451,19 @@ def test_gpu_tree_keeps_the_first_fraction_of_train_and_validation_rows():
     rows += [["PrivateTest", "x.png"]]
     kept = subset_rows(rows, train_fraction=0.8, val_fraction=0.25)
     assert [r[1] for r in kept] == [f"t{i}.png" for i in range(8)] + ["v0.png"]
+
+
+def test_rows_reading_mediapipe_landmarks_detect_them_on_their_own_images(tmp_path, monkeypatch):
+    """`make bench` must not stop at LA-Net's missing cache, nor build it for another label set than the fit's."""
+    import argparse
+
+    from benchmarks import run as runner
+
+    calls = []
+    monkeypatch.setattr(runner, "run", lambda cmd, log: calls.append((cmd, log)))
+    args = argparse.Namespace(override=[], data_root="/data/FERPlus", runs=str(tmp_path))
+    assert runner.mediapipe_landmarks("ferplus", "face-baseline", args) == [] and calls == []
+    (cmd,) = runner.mediapipe_landmarks("ferplus", "mnv2-lanet", args)
+    assert calls == [(cmd, tmp_path / "ferplus" / "mediapipe_landmarks.log")]
+    assert cmd[cmd.index("landmarks") + 1 : cmd.index("landmarks") + 3] == ["--data", "ferplus"]
+    assert cmd[cmd.index("--data_options") + 1] == "label_mode=crossentropy" and cmd[-2:] == ["--data.root", "/data/FERPlus"]

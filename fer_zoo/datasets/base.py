@@ -194,9 +194,12 @@ class FERDataset(Dataset):
                 raise ValueError(f"{self.name}: MediaPipe landmarks need a packed on-disk dataset")
             path = mpl.cache_path(self.packed_path, mpl.DetectorSettings())
             if not path.is_file():
+                options = " ".join(f"{k}={v}" for k, v in self.image_options.items())
                 raise FileNotFoundError(
                     f"{self.name}/{self.split}: no MediaPipe landmark cache ({path}); run "
-                    f"`fer-zoo landmarks --data {self.name} --data.root {self.root}` first"
+                    f"`fer-zoo landmarks --data {self.name} --data.root {self.root}"
+                    + (f" --data_options {options}" if options else "")
+                    + "` first"
                 )
             cache = mpl.LandmarkCache.load(path)
             points = cache.filled(tuple(self.images.shape[1:3]))[self.rows, :, :2]
@@ -316,6 +319,11 @@ class FERDataset(Dataset):
     def labels(self) -> np.ndarray:
         """Hard label ids, in the dataset's class order."""
         return self.manifest.labels
+
+    @property
+    def image_options(self) -> dict[str, Any]:
+        """Options, other than the root, that choose which images this split packs (as ``KEY: value``)."""
+        return {}
 
     @property
     def has_landmarks(self) -> bool:

@@ -180,6 +180,16 @@ class FERPlus(FERDataset):
         self.votes = votes
         super().__init__(root, split, **kwargs)
 
+    @property
+    def image_options(self) -> dict[str, Any]:
+        """The label mode and vote source when they are not the defaults: both decide which faces are kept."""
+        options: dict[str, Any] = {}
+        if self.label_mode != "majority":
+            options["label_mode"] = self.label_mode
+        if self.votes != "fer2013new":
+            options["votes"] = self.votes
+        return options
+
     def load_manifest(self, split: str) -> Manifest:
         """Parse the votes of ``split`` and derive labels."""
         folder = self.root / FOLDERS[split]

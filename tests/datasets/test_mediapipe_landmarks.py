@@ -102,6 +102,31 @@ def test_missing_cache_names_the_command(ferplus_faces, tmp_path):
         dm.dataset("test")
 
 
+def test_missing_cache_command_builds_the_label_modes_own_images(ferplus_faces, tmp_path):
+    """Vote-distribution labels keep the faces without a majority (another packed set): the error's command, run as
+    printed, must build the cache that very data module reads."""
+    import re
+    import shlex
+    import shutil
+
+    root = tmp_path / "ferplus"
+    shutil.copytree(ferplus_faces, root)
+    faces = SyntheticFER(split="train", num_samples=12, image_size=96, seed=6)
+    for i, png in enumerate(sorted((root / "FER2013Train").glob("*.png"))):
+        Image.fromarray(faces.image(i)).convert("L").resize((48, 48), Image.BILINEAR).save(png)
+    dm = FERPlusDataModule(
+        root=str(root), cache_dir=str(tmp_path), landmarks="mediapipe", label_mode="crossentropy", num_workers=0
+    )
+    with pytest.raises(FileNotFoundError) as error:
+        dm.dataset("train")
+    command = re.search(r"`fer-zoo (landmarks [^`]+)`", str(error.value)).group(1)
+    assert "--data_options label_mode=crossentropy" in command
+    main([*shlex.split(command), "--data.cache_dir", str(tmp_path), "--splits", "train", "--workers", "1"])
+    data = dm.dataset("train")
+    majority = FERPlus(root, "train", cache_dir=tmp_path)
+    assert len(data) == len(majority) + 1 and len(data.landmark_found) == len(data) and data.landmark_found.any()
+
+
 def test_copied_dataset_reuses_landmarks(ferplus_faces, tmp_path, monkeypatch):
     """New mtimes give a new packed file, but the landmark cache is keyed by the pixels, so it is kept."""
     import os
