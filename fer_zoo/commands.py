@@ -45,6 +45,15 @@ def data_module_from_alias(alias: str, overrides: dict[str, Any]) -> Any:
     return registry.instantiate(yaml.safe_load(path.read_text()), **overrides)
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    """The ``--data_options`` argument of the commands that must see the fit's images (parsed by :func:`_data_options`)."""
+    p.add_argument(
+        "--data_options", nargs="*", default=[], metavar="KEY=VALUE",
+        help="data-module options as the fit sets them; those that choose the images must match (e.g. "
+        "label_mode=crossentropy: FERPlus keeps the faces without a majority label, a different packed set)",
+    )  # fmt: skip
+
+
 def _data_options(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` command-line items as data-module options (YAML scalars)."""
     options = {}
@@ -71,11 +80,7 @@ def _landmarks(args: list[str]) -> None:
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
     p.add_argument("--chunk", type=int, default=500, help="images per work unit (resume granularity)")
-    p.add_argument(
-        "--data_options", nargs="*", default=[], metavar="KEY=VALUE",
-        help="data-module options that choose the images, as the fit sets them (e.g. label_mode=crossentropy: "
-        "FERPlus keeps the faces without a majority label, a different packed set)",
-    )  # fmt: skip
+    _add_data_options(p)
     opts = p.parse_args(args)
     overrides = {"root": opts.root, "cache_dir": opts.cache_dir, "skip_corrupt": opts.skip_corrupt}
     dm = data_module_from_alias(opts.data, {**overrides, **_data_options(opts.data_options)})
@@ -119,7 +124,7 @@ def _pretrain_landmarks(args: list[str]) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--out", default="runs/landmark_net", help="run folder; the weights go to <out>/landmark_net.pt")
-    p.add_argument("--data_options", nargs="*", default=[], metavar="KEY=VALUE", help="extra data-module options")
+    _add_data_options(p)
     opts = p.parse_args(args)
     source = opts.landmarks or ("dataset" if opts.data in ("synthetic", "affectnet7", "affectnet8") else "mediapipe")
     overrides: dict[str, Any] = {
