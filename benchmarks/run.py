@@ -82,15 +82,19 @@ def same_images_args(settings: dict[str, object]) -> list[str]:
     return ["--data_options", *options] if options else []
 
 
-def mediapipe_landmarks(dataset: str, model: str, args: argparse.Namespace) -> list[list[str]]:
+def mediapipe_landmarks(dataset: str, settings: dict[str, object], args: argparse.Namespace) -> list[list[str]]:
     """Detect the MediaPipe landmarks a row reads (``data.landmarks: mediapipe``) on the row's own image set.
 
     ``fer-zoo landmarks`` skips a split whose cache is current, so every seed runs it and only the first pays.
 
+    Args:
+        dataset: Dataset name.
+        settings: The row's experiment settings (``experiment_settings``).
+        args: The runner's arguments (``data_root``, ``runs``).
+
     Returns:
         The command (empty when the row reads no MediaPipe landmarks).
     """
-    settings = experiment_settings(dataset, model, args.override)
     if settings.get("data.landmarks") != "mediapipe":
         return []
     cmd = fer_zoo_cmd("landmarks", "--data", dataset, *same_images_args(settings))
@@ -100,7 +104,9 @@ def mediapipe_landmarks(dataset: str, model: str, args: argparse.Namespace) -> l
     return [cmd]
 
 
-def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Namespace) -> list[list[str]]:
+def landmark_net(
+    dataset: str, model: str, settings: dict[str, object], common: list[str], args: argparse.Namespace
+) -> list[list[str]]:
     """Pretrain the frozen landmark extractor a model needs, unless weights are named.
 
     Returns:
@@ -109,7 +115,6 @@ def landmark_net(dataset: str, model: str, common: list[str], args: argparse.Nam
     """
     if not needs_landmark_net(dataset, model):
         return []
-    settings = experiment_settings(dataset, model, args.override)
     if settings.get("model.landmark_weights"):
         return []
     out = Path(args.runs) / dataset / "landmark_net"
@@ -139,7 +144,8 @@ def fit_and_test(dataset: str, model: str, seed: int, args: argparse.Namespace) 
     overrides = scoped(args.override, model, *([method] if method else []))
     common = base_args(dataset, model, args.data_root, args.runs, args.override)
     common += override_args(overrides, method is not None)
-    setup_cmds = mediapipe_landmarks(dataset, model, args) + landmark_net(dataset, model, common, args)
+    settings = experiment_settings(dataset, model, args.override)
+    setup_cmds = mediapipe_landmarks(dataset, settings, args) + landmark_net(dataset, model, settings, common, args)
     fit_dir, test_dir = run_dir / "fit", run_dir / "test"
     fit_cmd = fer_zoo_cmd("fit", *common, "--seed_everything", str(seed), "--run_dir", str(fit_dir), "--name", model)
     if not args.no_test_each_epoch:

@@ -458,12 +458,14 @@ def test_rows_reading_mediapipe_landmarks_detect_them_on_their_own_images(tmp_pa
     import argparse
 
     from benchmarks import run as runner
+    from benchmarks.recipes import experiment_settings
 
     calls = []
     monkeypatch.setattr(runner, "run", lambda cmd, log: calls.append((cmd, log)))
     args = argparse.Namespace(override=[], data_root="/data/FERPlus", runs=str(tmp_path))
-    assert runner.mediapipe_landmarks("ferplus", "face-baseline", args) == [] and calls == []
-    (cmd,) = runner.mediapipe_landmarks("ferplus", "mnv2-lanet", args)
+    baseline, lanet = (experiment_settings("ferplus", row, []) for row in ("face-baseline", "mnv2-lanet"))
+    assert runner.mediapipe_landmarks("ferplus", baseline, args) == [] and calls == []
+    (cmd,) = runner.mediapipe_landmarks("ferplus", lanet, args)
     assert calls == [(cmd, tmp_path / "ferplus" / "mediapipe_landmarks.log")]
     assert cmd[cmd.index("landmarks") + 1 : cmd.index("landmarks") + 3] == ["--data", "ferplus"]
     assert cmd[cmd.index("--data_options") + 1] == "label_mode=crossentropy" and cmd[-2:] == ["--data.root", "/data/FERPlus"]
