@@ -90,17 +90,21 @@ def mediapipe_landmarks(dataset: str, settings: dict[str, object], args: argpars
     Args:
         dataset: Dataset name.
         settings: The row's experiment settings (``experiment_settings``).
-        args: The runner's arguments (``data_root``, ``runs``).
+        args: The runner's arguments (``data_root``, ``runs``; the report is copied under ``results``).
 
     Returns:
         The command (empty when the row reads no MediaPipe landmarks).
     """
     if settings.get("data.landmarks") != "mediapipe":
         return []
-    cmd = fer_zoo_cmd("landmarks", "--data", dataset, *same_images_args(settings))
+    report = Path(args.runs) / dataset / "mediapipe_landmarks.json"
+    cmd = fer_zoo_cmd("landmarks", "--data", dataset, *same_images_args(settings), "--report", str(report))
     if args.data_root:
         cmd += ["--data.root", args.data_root]
-    run(cmd, Path(args.runs) / dataset / "mediapipe_landmarks.log")
+    run(cmd, report.with_suffix(".log"))
+    published = Path(args.results) / "runs" / dataset
+    published.mkdir(parents=True, exist_ok=True)
+    shutil.copy(report, published / report.name)  # the detection figures, with the run that measured them
     return [cmd]
 
 

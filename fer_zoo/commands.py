@@ -80,6 +80,7 @@ def _landmarks(args: list[str]) -> None:
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
     p.add_argument("--chunk", type=int, default=500, help="images per work unit (resume granularity)")
+    p.add_argument("--report", default=None, help="also write the summary (with each detection run's timing) here")
     _add_data_options(p)
     opts = p.parse_args(args)
     overrides = {"root": opts.root, "cache_dir": opts.cache_dir, "skip_corrupt": opts.skip_corrupt}
@@ -96,12 +97,24 @@ def _landmarks(args: list[str]) -> None:
             "images": len(cache.found),
             "detection_rate": round(cache.detection_rate, 4),
             "cache": str(cache.path),
+            "built": _build_summary(cache.build_record),
         }
         print(
             f"{opts.data}/{split}: {cache.found.sum()}/{len(cache.found)} faces ({cache.detection_rate:.2%}) "
             f"-> {cache.path}"
         )
     print(json.dumps(report, indent=1))
+    if opts.report:
+        Path(opts.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(opts.report).write_text(json.dumps({"command": ["fer-zoo", "landmarks", *args], "splits": report}, indent=1))
+
+
+def _build_summary(record: dict | None) -> dict | None:
+    """The timing and fallback counts of the detection run that wrote a cache (not its settings, in the cache key)."""
+    if record is None:
+        return None
+    keys = ("found", "seconds", "img_per_s", "workers", "per_attempt")
+    return {key: record[key] for key in keys if key in record}
 
 
 def _pretrain_landmarks(args: list[str]) -> None:

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -461,11 +462,18 @@ def test_rows_reading_mediapipe_landmarks_detect_them_on_their_own_images(tmp_pa
     from benchmarks.recipes import experiment_settings
 
     calls = []
-    monkeypatch.setattr(runner, "run", lambda cmd, log: calls.append((cmd, log)))
-    args = argparse.Namespace(override=[], data_root="/data/FERPlus", runs=str(tmp_path))
+
+    def fake_run(cmd, log):
+        calls.append((cmd, log))
+        Path(cmd[cmd.index("--report") + 1]).write_text('{"splits": {}}')
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    args = argparse.Namespace(override=[], data_root="/data/FERPlus", runs=str(tmp_path), results=str(tmp_path / "res"))
     baseline, lanet = (experiment_settings("ferplus", row, []) for row in ("face-baseline", "mnv2-lanet"))
     assert runner.mediapipe_landmarks("ferplus", baseline, args) == [] and calls == []
     (cmd,) = runner.mediapipe_landmarks("ferplus", lanet, args)
     assert calls == [(cmd, tmp_path / "ferplus" / "mediapipe_landmarks.log")]
     assert cmd[cmd.index("landmarks") + 1 : cmd.index("landmarks") + 3] == ["--data", "ferplus"]
     assert cmd[cmd.index("--data_options") + 1] == "label_mode=crossentropy" and cmd[-2:] == ["--data.root", "/data/FERPlus"]
+    published = tmp_path / "res" / "runs" / "ferplus" / "mediapipe_landmarks.json"
+    assert published.read_text() == '{"splits": {}}'  # the detection figures are committed with the results

@@ -170,6 +170,18 @@ class LandmarkCache:
         return cache
 
     @property
+    def build_record(self) -> dict | None:
+        """What the detection run that wrote this cache measured (images, found, seconds, img/s, workers, settings).
+
+        Read from the ``.json`` written beside the cache by :func:`build`; ``None`` when that file is absent or
+        unreadable (the cache itself stays usable).
+        """
+        try:
+            return json.loads(self.path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    @property
     def detection_rate(self) -> float:
         """Share of rows with a face."""
         return float(self.found.mean()) if len(self.found) else 0.0

@@ -121,10 +121,17 @@ def test_missing_cache_command_builds_the_label_modes_own_images(ferplus_faces, 
         dm.dataset("train")
     command = re.search(r"`fer-zoo (landmarks [^`]+)`", str(error.value)).group(1)
     assert "--data_options label_mode=crossentropy" in command
-    main([*shlex.split(command), "--data.cache_dir", str(tmp_path), "--splits", "train", "--workers", "1"])
+    report = tmp_path / "report" / "landmarks.json"
+    setup = [*shlex.split(command), "--data.cache_dir", str(tmp_path), "--splits", "train", "--workers", "1"]
+    main([*setup, "--report", str(report)])
     data = dm.dataset("train")
     majority = FERPlus(root, "train", cache_dir=tmp_path)
     assert len(data) == len(majority) + 1 and len(data.landmark_found) == len(data) and data.landmark_found.any()
+    # the report keeps what the detection run measured, also when a later call finds the cache current
+    main([*setup, "--report", str(report)])
+    built = json.loads(report.read_text())["splits"]["train"]
+    assert built["images"] == len(data) and built["built"]["found"] == int(data.landmark_found.sum())
+    assert built["built"]["workers"] == 1 and built["built"]["seconds"] > 0
 
 
 def test_copied_dataset_reuses_landmarks(ferplus_faces, tmp_path, monkeypatch):
