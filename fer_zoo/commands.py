@@ -96,7 +96,7 @@ def _landmarks(args: list[str]) -> None:
         report[split] = {
             "images": len(cache.found),
             "detection_rate": round(cache.detection_rate, 4),
-            "cache": str(cache.path),
+            "cache": cache.path.name,  # the full path is printed above; the report stays machine-independent
             "built": _build_summary(cache.build_record),
         }
         print(
