@@ -71,6 +71,7 @@ def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, secon
             continue
         torch.manual_seed(0)
         model = instantiate(config["model"], num_classes=datamodule.num_classes, class_names=datamodule.class_names)
+        model.prepare_fit(datamodule)  # the training set's state a fit's setup gives it (e.g. LA-Net's target bank)
         model.train()
         if channels_last:
             model.to(memory_format=torch.channels_last)

@@ -134,12 +134,25 @@ class FERTask(L.LightningModule):
 
     # --- memory layout ----------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Record the training class prior (fit) and move 4-D weights to channels-last when asked."""
-        counts = getattr(getattr(self._trainer, "datamodule", None), "class_counts", None)
-        if stage == "fit" and counts is not None:
-            self.set_class_prior(torch.as_tensor(counts("train"), dtype=torch.float64))
+        """Take the training set's state (fit) and move 4-D weights to channels-last when asked."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if stage == "fit" and datamodule is not None:
+            self.prepare_fit(datamodule)
         if self.hparams.get("channels_last", False):
             self.to(memory_format=torch.channels_last)
+
+    def prepare_fit(self, datamodule: Any) -> None:
+        """Take what a training step reads from the training set; here the class prior.
+
+        Called at fit setup (before a resumed checkpoint is restored over it) and by bare training loops such as
+        ``benchmarks.speed``, so both run the same steps. Methods with per-sample state extend it.
+
+        Args:
+            datamodule: The set-up data module (``class_counts`` is read when it has one).
+        """
+        counts = getattr(datamodule, "class_counts", None)
+        if counts is not None:
+            self.set_class_prior(torch.as_tensor(counts("train"), dtype=torch.float64))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Give image batches the weights' memory layout, so no convolution converts them per call."""

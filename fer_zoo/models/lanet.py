@@ -242,11 +242,12 @@ class LANet(FERTask):
         self.queue_exp[slots], self.queue_lm[slots], self.queue_labels[slots] = key_u, key_v, labels
         self.queue_ptr.copy_((self.queue_ptr + len(labels)) % size)
 
-    def on_fit_start(self) -> None:
-        """Initialise the target bank with the one-hot training labels (noisy ones under the noise protocol)."""
-        train = self.trainer.datamodule.dataset("train")
+    def prepare_fit(self, datamodule: Any) -> None:
+        """Also initialise the target bank with the one-hot training labels (noisy ones under the noise protocol)."""
+        super().prepare_fit(datamodule)
+        train = datamodule.dataset("train")
         if self.bank.shape[0] != len(train):
-            labels = torch.as_tensor(train.labels, dtype=torch.long, device=self.device)
+            labels = torch.as_tensor(train.labels, dtype=torch.long, device=self.bank.device)
             self.bank = F.one_hot(labels, self.num_classes).float()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

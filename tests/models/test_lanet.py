@@ -87,6 +87,24 @@ def test_training_step_losses_gradients_bank_and_queue():
     assert int(model.queue_ptr) == 8 and (model.queue_labels[:8] > -(10**9)).all()
 
 
+def test_prepare_fit_fills_the_bank_with_one_hot_training_labels_and_the_class_prior():
+    """What a fit's setup and the speed benchmark's bare loop both give the model before its first step."""
+    from types import SimpleNamespace
+
+    labels = [2, 0, 0, 1, 0]
+    train = type("Train", (), {"labels": labels, "__len__": lambda self: len(labels)})()
+    datamodule = SimpleNamespace(dataset=lambda split: train, class_counts=lambda split: [3, 1, 1])
+    model = LANet(num_classes=3, class_names=["a", "b", "c"], queue_size=16, knn=3)
+    assert model.bank.shape == (0, 3)  # a step before prepare_fit would index an empty bank
+    model.prepare_fit(datamodule)
+    assert model.bank.tolist() == [[0, 0, 1], [1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0]]
+    assert model.class_prior.tolist() == pytest.approx([0.6, 0.2, 0.2])
+    assert "bank" in dict(model.named_buffers())  # still a buffer: saved, moved to the device
+    model.bank[0] = torch.tensor([0.2, 0.3, 0.5])
+    model.prepare_fit(datamodule)  # a bank of the right size (restored or already trained) is kept
+    assert model.bank[0].tolist() == pytest.approx([0.2, 0.3, 0.5])
+
+
 def test_landmark_loss_warm_up_ramps_its_weight():
     torch.manual_seed(0)
     model = LANet(num_classes=3, class_names=["a", "b", "c"], queue_size=16, knn=3, lm_warmup_epochs=2, lambda_lm=2.0)
