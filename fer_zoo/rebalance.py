@@ -143,13 +143,17 @@ def datamodule_from_checkpoint(meta: dict, root: str | None, batch_size: int = 1
 
 
 def linear_head(task: nn.Module) -> tuple[str, nn.Linear]:
-    """The state-dict prefix and module of the task's final linear layer (the head re-balancing may change)."""
-    head = getattr(task, "head", None)
+    """The state-dict prefix and module of the task's final linear layer (the head re-balancing may change).
+
+    The classifier is the task's ``head_attribute`` (``head`` unless a method names another, e.g. LA-Net's ``fer_fc``).
+    """
+    attribute = getattr(task, "head_attribute", "head")
+    head = getattr(task, attribute, None)
     linears = [(name, m) for name, m in head.named_modules() if isinstance(m, nn.Linear)] if head is not None else []
     if not linears:
-        raise ValueError(f"{type(task).__name__} has no linear `head` to re-balance (plain classifiers have one)")
+        raise ValueError(f"{type(task).__name__} has no linear `{attribute}` to re-balance (plain classifiers have one)")
     name, module = linears[-1]
-    return f"head.{name}", module
+    return f"{attribute}.{name}" if name else attribute, module
 
 
 @torch.no_grad()

@@ -71,6 +71,20 @@ def test_linear_head_and_l2_grid_errors_name_the_problem():
         parse_l2("-1")
 
 
+def test_la_nets_classifier_is_found_and_its_captured_features_give_its_logits():
+    """LA-Net names its classifier ``fer_fc``; re-balancing reads that layer's inputs and must reproduce the logits."""
+    from fer_zoo.models import LANet
+    from fer_zoo.rebalance import head_inputs
+
+    torch.manual_seed(0)
+    task = LANet(num_classes=3, class_names=["a", "b", "c"], queue_size=16, knn=3).eval()
+    prefix, linear = linear_head(task)
+    assert prefix == "fer_fc" and linear is task.fer_fc and f"{prefix}.weight" in task.state_dict()
+    loader = [{"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 0])}]
+    feats = head_inputs(task, linear, loader, 3)
+    assert torch.allclose(feats["x"] @ linear.weight.T + linear.bias, feats["z"], atol=1e-5)
+
+
 def test_fer_zoo_rebalance_checkpoint_reproduces_its_scores_in_fer_zoo_test(fitted, tmp_path, capsys):
     """The command's checkpoint, tested by the CLI with the printed tau, gives the command's own test figures."""
     from fer_zoo.cli import main

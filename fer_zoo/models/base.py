@@ -33,6 +33,9 @@ class FERTask(L.LightningModule):
     computed evaluation (scalars, per-class accuracy, confusion matrix) per stage.
     """
 
+    #: Attribute holding the classifier whose last linear layer gives the logits (what ``fer-zoo rebalance`` changes).
+    head_attribute = "head"
+
     def __init__(
         self,
         num_classes: int = 7,

@@ -52,6 +52,8 @@ class LANet(FERTask):
     HRNet AFLW-19 detections), or a dataset's own 68 points, mapped to AFLW-19 on the fly.
     """
 
+    head_attribute = "fer_fc"
+
     def __init__(
         self,
         backbone: str = "resnet18",
