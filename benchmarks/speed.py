@@ -2,8 +2,9 @@
 
 For each experiment row and each setting (fp32; channels-last; channels-last + bf16 autocast) it measures
 
-* the **bare loop**: the row's model and its own ``training_loss`` on batches taken from the row's data module
-  beforehand (no loader, no Lightning), ``backward`` and an AdamW step;
+* the **bare loop**: the row's model (given the training set's state by ``prepare_fit``) and its own
+  ``training_loss`` on batches taken from the row's data module beforehand (no loader, no Lightning), ``backward``,
+  an AdamW step and the model's ``on_train_batch_end`` (LA-Net's momentum encoder and queue);
 * the **fit**: ``fer-zoo fit`` with the row's configs for ``--batches`` training batches and no validation
   (``train_img_per_s`` of its report: the loader, Lightning's loop, logging and callbacks included).
 
@@ -86,6 +87,7 @@ def bare_loop(config: dict[str, Any], data_root: str | None, batches: int, secon
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            model.on_train_batch_end(None, batch, step)  # a method's post-step work (LA-Net: momentum keys, queue)
             if step >= 3:
                 elapsed += time.perf_counter() - start
                 images += len(batch["label"])
