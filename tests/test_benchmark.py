@@ -445,6 +445,26 @@ def test_speed_alternates_bare_loop_and_fit_and_reports_medians(monkeypatch):
     assert line == "| face-baseline | channels-last | 50.0 | 44.0 | 0.88 | 0.88 | bare 50.0, 40.0, 60.0; fit 45.0, 30.0, 44.0 |"
 
 
+def test_speed_bare_loop_trains_la_net_with_its_bank_and_momentum_keys(monkeypatch):
+    """LA-Net's step indexes a per-sample target bank (set by prepare_fit) and its hook moves the key encoder."""
+    from benchmarks import speed
+    from fer_zoo.models import LANet
+
+    steps = []
+    monkeypatch.setattr(LANet, "on_train_batch_end", lambda self, out, batch, i: steps.append(i))
+    config = {
+        "model": {"class_path": "fer_zoo.models.LANet", "init_args": {"queue_size": 64, "knn": 3}},
+        "data": {
+            "class_path": "fer_zoo.datamodules.SyntheticDataModule",
+            "init_args": {"num_train": 48, "num_val": 8, "num_test": 8, "image_size": 32, "synth_size": 32,
+                          "batch_size": 8, "num_workers": 0, "landmark_layout": 19},
+        },
+    }  # fmt: skip
+    rates = speed.bare_loop(config, None, batches=2, seconds=1e9, wanted={"channels-last"})
+    assert set(rates) == {"channels-last"} and rates["channels-last"] > 0
+    assert steps == [0, 1, 2, 3, 4]  # 3 warm-up steps and 2 timed, each followed by the model's post-step hook
+
+
 def test_gpu_tree_keeps_the_first_fraction_of_train_and_validation_rows():
     from benchmarks.gpu_tree import subset_rows
 
