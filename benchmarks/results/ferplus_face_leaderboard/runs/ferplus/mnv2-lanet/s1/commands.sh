@@ -1,0 +1,4 @@
+# run from the repository root
+python -m fer_zoo landmarks --data ferplus --data_options label_mode=crossentropy --report runs/leaderboard/ferplus/mediapipe_landmarks.json --data.root ../shared/data/ferplus
+python -m fer_zoo fit --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/lanet.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --seed_everything 1 --run_dir runs/leaderboard/ferplus/mnv2-lanet/s1/fit --name mnv2-lanet
+python -m fer_zoo test --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/lanet.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --ckpt_path runs/leaderboard/ferplus/mnv2-lanet/s1/fit/checkpoints/best-epoch09-acc0.8796.ckpt --run_dir runs/leaderboard/ferplus/mnv2-lanet/s1/test --name mnv2-lanet --trainer.devices 1 --trainer.strategy auto
