@@ -98,7 +98,6 @@ def mediapipe_landmarks(dataset: str, settings: dict[str, object], args: argpars
     if settings.get("data.landmarks") != "mediapipe":
         return []
     report = Path(args.runs) / dataset / "mediapipe_landmarks.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
     cmd = fer_zoo_cmd("landmarks", "--data", dataset, *same_images_args(settings), "--report", str(report))
     if args.data_root:
         cmd += ["--data.root", args.data_root]

@@ -485,7 +485,9 @@ def test_rows_reading_mediapipe_landmarks_detect_them_on_their_own_images(tmp_pa
 
     def fake_run(cmd, log):
         calls.append((cmd, log))
-        Path(cmd[cmd.index("--report") + 1]).write_text('{"splits": {}}')
+        report = Path(cmd[cmd.index("--report") + 1])
+        report.parent.mkdir(parents=True, exist_ok=True)  # as `fer-zoo landmarks --report` does (and `run` for its log)
+        report.write_text('{"splits": {}}')
 
     monkeypatch.setattr(runner, "run", fake_run)
     args = argparse.Namespace(override=[], data_root="/data/FERPlus", runs=str(tmp_path), results=str(tmp_path / "res"))
