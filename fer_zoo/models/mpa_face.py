@@ -107,9 +107,13 @@ class MPAFace(FERTask):
 
     - **Image tower**: the face network (``backbone``/``weights``; FaceRes ``faceres.vggface2`` in the protocol) instead of
       CLIP's ViT. It is frozen (``freeze_image``, MPA's frozen tower) and has no tokens for VPT-deep prompts, so the
-      visual prompts become a residual 1x1 bottleneck adapter on its stride-32 feature map (zero-initialised: it
-      starts as the identity). The global feature is the pooled adapted map; the "patches" of CGLA are its
-      locations (4 x 4 at 112 px).
+      visual prompts become residual 1x1 bottleneck adapters (zero-initialised: they start as the identity) on the
+      outputs of the tower's last ``adapter_levels`` levels (strides 2, 4, 8, 16, 32), or with
+      ``adapter_every_block`` on the output of every block of those levels. ``adapter_levels: 1`` (the default,
+      kept so earlier checkpoints load) adapts only the stride-32 map; ``adapter_levels: 5`` with
+      ``adapter_every_block: true`` is the closest reading of VPT-deep's prompts at every layer (K = all layers,
+      ``reference/methods.md``): the frozen tower's every block sees learned inputs. The
+      global feature is the pooled adapted map; the "patches" of CGLA are its locations (4 x 4 at 112 px).
     - **Text tower**: the pretrained all-MiniLM-L6-v2 sentence encoder (frozen), the context vectors entering through
       its input embeddings after ``[CLS]``, its output mean-pooled (MiniLM's own pooling), instead of CLIP's text
       transformer.
@@ -126,6 +130,8 @@ class MPAFace(FERTask):
         weights: str | None = None,
         freeze_image: bool = True,
         adapter_dim: int = 128,
+        adapter_levels: int = 1,
+        adapter_every_block: bool = False,
         n_ctx: int = 8,
         descriptions: str | None = None,
         hard_template: str = HARD_TEMPLATE,
@@ -150,7 +156,12 @@ class MPAFace(FERTask):
             weights: its weight spec (None: random init, so the alias runs anywhere; the ``ferplus-face`` protocol
                 sets ``faceres.vggface2``).
             freeze_image: keep the image tower frozen (MPA's setting); False fine-tunes it too.
-            adapter_dim: bottleneck width of the visual adapter (the visual prompts' stand-in).
+            adapter_dim: bottleneck width of the visual adapters (the visual prompts' stand-in); a level with fewer
+                channels uses its channel count.
+            adapter_levels: how many of the tower's five levels, counted from the last, get an adapter on their
+                output (1: the stride-32 map only; 5: every level).
+            adapter_every_block: put an adapter after every block (the levels' modules) of the adapted levels,
+                not only after each level; with ``adapter_levels: 5`` the VPT-deep reading.
             n_ctx: CoOp context vectors.
             descriptions: YAML of per-class descriptions (None: the packaged one).
             hard_template: hard prompt with ``{name}``, ``{article}`` and ``{description}``.
@@ -169,12 +180,15 @@ class MPAFace(FERTask):
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler, **kwargs)
         if backbone not in PYRAMID_BACKBONES:  # the adapter needs the pooled feature's map
             raise ValueError(f"model.backbone={backbone!r} gives no feature map for the adapter; one of {PYRAMID_BACKBONES}")
+        if not 1 <= adapter_levels <= 5:
+            raise ValueError(f"model.adapter_levels={adapter_levels}: takes 1 (the stride-32 map) to 5 (every level)")
         self.image, dim = build_backbone(backbone, weights)
         if freeze_image:
             self.image.requires_grad_(False).eval()
-        self.adapter = nn.Sequential(nn.Conv2d(dim, adapter_dim, 1), nn.ReLU(inplace=True), nn.Conv2d(adapter_dim, dim, 1))
-        nn.init.zeros_(self.adapter[2].weight)
-        nn.init.zeros_(self.adapter[2].bias)
+        # The sites share the tower's modules; a plain list keeps them out of the state dict a second time.
+        self._sites, channels = adapter_sites(self.image, adapter_levels, adapter_every_block)
+        self.adapter = residual_adapter(dim, adapter_dim)  # the stride-32 map's (its name predates adapter_levels)
+        self.level_adapters = nn.ModuleList(residual_adapter(c, adapter_dim) for c in channels[:-1] if c)
         self.text = MiniLMPromptTower(self.class_names, n_ctx)
         self.project = nn.Linear(dim, self.text.dim)
         texts = load_descriptions(descriptions, self.class_names)
@@ -192,11 +206,24 @@ class MPAFace(FERTask):
             self.image.eval()
         return self
 
+    def adapted_map(self, images: Tensor) -> Tensor:
+        """The stride-32 map with each adapted site's output passed through its residual adapter."""
+        adapters = [*self.level_adapters, self.adapter]
+        first = len(self._sites) - len(adapters)
+        # A frozen tower needs no graph up to the first adapter: nothing before it trains.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.hparams.freeze_image):
+            x = images
+            for site in self._sites[: first + 1]:
+                x = site(x)
+        x = x + adapters[0](x)
+        for site, adapter in zip(self._sites[first + 1 :], adapters[1:]):
+            x = site(x)
+            x = x + adapter(x)
+        return x
+
     def image_features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Adapted pooled feature ``(B, D_img)``, projected global ``(B, D_txt)`` and projected locations."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.hparams.freeze_image):
-            fmap = self.image.feature_map(images)
-        fmap = fmap + self.adapter(fmap)
+        fmap = self.adapted_map(images)
         pooled = fmap.mean((2, 3))
         patches = self.project(fmap.flatten(2).transpose(1, 2))
         return pooled, self.project(pooled), patches
@@ -250,5 +277,40 @@ class MPAFace(FERTask):
         return prototypes
 
     def inference_modules(self) -> list[nn.Module]:
-        """The image tower, adapter, projection and the text tower (its soft prompts are computed each call)."""
-        return [self.image, self.adapter, self.project, self.text]
+        """The image tower, adapters, projection and the text tower (its soft prompts are computed each call)."""
+        return [self.image, self.adapter, self.level_adapters, self.project, self.text]
+
+
+def adapter_sites(tower: nn.Module, levels: int, every_block: bool) -> tuple[list[nn.Module], list[int]]:
+    """The tower as a chain of modules, and the channels each one's adapter sees (0: the module has none).
+
+    The first ``5 - levels`` levels run whole and unadapted; each later level is one site, or with ``every_block``
+    one site per module of it (their output channels read off one small forward pass).
+    """
+    cut = tower.levels()
+    sites: list[nn.Module] = [module for module, _ in cut[: 5 - levels]]
+    channels = [0] * len(sites)
+    if not every_block:
+        return sites + [module for module, _ in cut[5 - levels :]], channels + [c for _, c in cut[5 - levels :]]
+    was_training = tower.training
+    tower.eval()
+    with torch.no_grad():
+        x = torch.zeros(1, 3, 112, 112)
+        for module in sites:
+            x = module(x)
+        for level, _ in cut[5 - levels :]:
+            for block in level:
+                x = block(x)
+                sites.append(block)
+                channels.append(x.shape[1])
+    tower.train(was_training)
+    return sites, channels
+
+
+def residual_adapter(channels: int, width: int) -> nn.Sequential:
+    """A 1x1 bottleneck ``channels -> min(width, channels) -> channels`` whose last layer starts at zero."""
+    width = min(width, channels)
+    adapter = nn.Sequential(nn.Conv2d(channels, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, channels, 1))
+    nn.init.zeros_(adapter[2].weight)
+    nn.init.zeros_(adapter[2].bias)
+    return adapter
