@@ -1,0 +1,3 @@
+# run from the repository root
+python -m fer_zoo fit --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/e2n.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --seed_everything 0 --run_dir runs/leaderboard/ferplus/mnv2-e2n/s0/fit --name mnv2-e2n
+python -m fer_zoo test --config experiments/ferplus/_base/ferplus-face.yaml --config experiments/ferplus/face/e2n.yaml --config experiments/ferplus/face/start-mobilenetv2.yaml --data.root ../shared/data/ferplus --ckpt_path runs/leaderboard/ferplus/mnv2-e2n/s0/fit/checkpoints/best-epoch09-acc0.8481.ckpt --run_dir runs/leaderboard/ferplus/mnv2-e2n/s0/test --name mnv2-e2n --trainer.devices 1 --trainer.strategy auto
