@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fer_zoo.errors import InputError
+from fer_zoo.errors import InputError, OptionError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
@@ -176,7 +176,7 @@ def load_into(
 
     Raises:
         WeightsNotFoundError: when the spec does not resolve.
-        ValueError: naming the file when no key matches at all.
+        OptionError: naming the option and the file when no key matches at all (weights of another network).
     """
     path = resolve(spec, option)
     if path is None:
@@ -191,9 +191,10 @@ def load_into(
                 source = {k[len(prefix) :]: v for k, v in source.items()}
     fitting = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
     if not fitting:
-        raise ValueError(
+        raise OptionError(
             f"{option}={spec}: no parameter in {path} matches the model ({len(source)} keys, e.g. "
-            f"{list(source)[:3]}; the model expects e.g. {list(target)[:3]})"
+            f"{list(source)[:3]}; the model expects e.g. {list(target)[:3]})\n"
+            f"give {option} weights made for this network (`fer-zoo weights list`; a tag starts with its network's name)"
         )
     module.load_state_dict(fitting, strict=False)
     return [k for k in target if k not in fitting]

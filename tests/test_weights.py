@@ -34,5 +34,9 @@ def test_backbone_loads_local_weights_and_skips_head(tmp_path):
     save_file(source.state_dict(), str(tmp_path / "r18.safetensors"))
     net, dim = build_backbone("resnet18", str(tmp_path / "r18.safetensors"))
     assert dim == 512 and torch.equal(net.conv1.weight, source.conv1.weight)
-    with pytest.raises(ValueError, match="no parameter"):
-        weights.load_into(nn.Linear(2, 2), str(tmp_path / "r18.safetensors"))
+    from fer_zoo.errors import OptionError, input_error_message
+
+    with pytest.raises(OptionError, match="model.weights=.*r18.safetensors: no parameter") as error:
+        weights.load_into(nn.Linear(2, 2), str(tmp_path / "r18.safetensors"), option="model.weights")
+    lines = input_error_message(error.value, "fit").splitlines()  # what fer-zoo prints: the file, then what to do
+    assert len(lines) == 2 and "r18.safetensors" in lines[0] and lines[1].startswith("give model.weights weights")

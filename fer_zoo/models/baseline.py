@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from fer_zoo.errors import OptionError
 from fer_zoo.models.base import FERTask
+from fer_zoo.models.components.adapters import TowerAdapters
 from fer_zoo.models.components.backbones import PYRAMID_BACKBONES, build_backbone
 
 
@@ -18,7 +19,9 @@ class Baseline(FERTask):
     Random initialisation by default; ``weights`` takes any spec of
     :func:`fer_zoo.weights.resolve` (a registered tag, a local file, ``local-dir:``).
     ``freeze_backbone`` turns it into a linear probe of the start's frozen features; ``frozen_levels``
-    fine-tunes only the top of an imported network (a cheaper fit: no backward through the frozen levels).
+    fine-tunes only the top of an imported network (a cheaper fit: no backward through the frozen levels);
+    ``adapter_levels`` adds zero-initialised residual adapters to the backbone (with ``freeze_backbone``: the adapter
+    probe, MPA-face's visual prompts without its text tower).
     """
 
     def __init__(
@@ -28,6 +31,9 @@ class Baseline(FERTask):
         dropout: float = 0.0,
         freeze_backbone: bool = False,
         frozen_levels: int = 0,
+        adapter_levels: int = 0,
+        adapter_every_block: bool = False,
+        adapter_dim: int = 128,
         **kwargs: Any,
     ) -> None:
         """Build the network.
@@ -42,6 +48,11 @@ class Baseline(FERTask):
                 :data:`~fer_zoo.models.components.backbones.PYRAMID_BACKBONES`: its first ``k`` of five
                 levels (strides 2, 4, 8, 16, 32) keep the start's weights and BatchNorm statistics (eval mode,
                 no gradients) and the rest trains, so backward stops at level ``k + 1``. 0: all train.
+            adapter_levels: residual adapters (:class:`~fer_zoo.models.components.adapters.TowerAdapters`) on the
+                outputs of the last ``k`` of the five levels of a backbone of ``PYRAMID_BACKBONES``; they train
+                with the head. 0: none.
+            adapter_every_block: an adapter after every block of those levels instead of one per level.
+            adapter_dim: the adapters' bottleneck width (capped at a site's channels).
             **kwargs: :class:`FERTask` options.
         """
         super().__init__(**kwargs)
@@ -57,6 +68,15 @@ class Baseline(FERTask):
                 f"(got backbone {backbone!r}{', freeze_backbone' if freeze_backbone else ''}); "
                 "freeze_backbone freezes all five"
             )
+        if adapter_levels and (backbone not in PYRAMID_BACKBONES or frozen_levels):
+            raise OptionError(
+                f"model.adapter_levels={adapter_levels}: takes a backbone in {PYRAMID_BACKBONES} without frozen_levels "
+                f"(got backbone {backbone!r}, frozen_levels {frozen_levels})"
+            )
+        self.tower_adapters = (
+            TowerAdapters(self.backbone, adapter_levels, adapter_every_block, adapter_dim, not freeze_backbone)
+            if adapter_levels else None
+        )
         # levels share the backbone's layers; a plain list, so no parameter is registered (or saved) twice
         self._levels: list[nn.Module] = [m for m, _ in self.backbone.levels()] if frozen_levels else []
         self.frozen_levels = frozen_levels
@@ -75,6 +95,8 @@ class Baseline(FERTask):
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits ``(B, C)``."""
+        if self.tower_adapters is not None:
+            return self.head(self.tower_adapters(images).mean((2, 3)))
         if self.freeze_backbone:
             with torch.no_grad():
                 features = self.backbone(images)

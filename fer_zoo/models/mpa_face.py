@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from fer_zoo.models.base import FERTask
 from fer_zoo.models.components import prototypes as proto
+from fer_zoo.models.components.adapters import TowerAdapters
 from fer_zoo.models.components.backbones import PYRAMID_BACKBONES, build_backbone
 from fer_zoo.models.components.prompts import load_descriptions
 from fer_zoo.models.components.text import MiniLMTextEncoder, article, parameter_fingerprint
@@ -109,8 +110,9 @@ class MPAFace(FERTask):
       CLIP's ViT. It is frozen (``freeze_image``, MPA's frozen tower) and has no tokens for VPT-deep prompts, so the
       visual prompts become residual 1x1 bottleneck adapters (zero-initialised: they start as the identity) on the
       outputs of the tower's last ``adapter_levels`` levels (strides 2, 4, 8, 16, 32), or with
-      ``adapter_every_block`` on the output of every block of those levels. ``adapter_levels: 1`` (the default,
-      kept so earlier checkpoints load) adapts only the stride-32 map; ``adapter_levels: 5`` with
+      ``adapter_every_block`` on the output of every block of those levels
+      (:class:`~fer_zoo.models.components.adapters.TowerAdapters`). ``adapter_levels: 1`` (the default, the
+      published ``face-mpa`` and ``mnv2-mpa`` rows) adapts only the stride-32 map; ``adapter_levels: 5`` with
       ``adapter_every_block: true`` is the closest reading of VPT-deep's prompts at every layer (K = all layers,
       ``reference/methods.md``): the frozen tower's every block sees learned inputs. The
       global feature is the pooled adapted map; the "patches" of CGLA are its locations (4 x 4 at 112 px).
@@ -180,15 +182,11 @@ class MPAFace(FERTask):
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler, **kwargs)
         if backbone not in PYRAMID_BACKBONES:  # the adapter needs the pooled feature's map
             raise ValueError(f"model.backbone={backbone!r} gives no feature map for the adapter; one of {PYRAMID_BACKBONES}")
-        if not 1 <= adapter_levels <= 5:
-            raise ValueError(f"model.adapter_levels={adapter_levels}: takes 1 (the stride-32 map) to 5 (every level)")
         self.image, dim = build_backbone(backbone, weights)
         if freeze_image:
             self.image.requires_grad_(False).eval()
-        # The sites share the tower's modules; a plain list keeps them out of the state dict a second time.
-        self._sites, channels = adapter_sites(self.image, adapter_levels, adapter_every_block)
-        self.adapter = residual_adapter(dim, adapter_dim)  # the stride-32 map's (its name predates adapter_levels)
-        self.level_adapters = nn.ModuleList(residual_adapter(c, adapter_dim) for c in channels[:-1] if c)
+        self.visual_prompts = TowerAdapters(self.image, adapter_levels, adapter_every_block, adapter_dim,
+                                            train_tower=not freeze_image)
         self.text = MiniLMPromptTower(self.class_names, n_ctx)
         self.project = nn.Linear(dim, self.text.dim)
         texts = load_descriptions(descriptions, self.class_names)
@@ -206,24 +204,9 @@ class MPAFace(FERTask):
             self.image.eval()
         return self
 
-    def adapted_map(self, images: Tensor) -> Tensor:
-        """The stride-32 map with each adapted site's output passed through its residual adapter."""
-        adapters = [*self.level_adapters, self.adapter]
-        first = len(self._sites) - len(adapters)
-        # A frozen tower needs no graph up to the first adapter: nothing before it trains.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.hparams.freeze_image):
-            x = images
-            for site in self._sites[: first + 1]:
-                x = site(x)
-        x = x + adapters[0](x)
-        for site, adapter in zip(self._sites[first + 1 :], adapters[1:]):
-            x = site(x)
-            x = x + adapter(x)
-        return x
-
     def image_features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Adapted pooled feature ``(B, D_img)``, projected global ``(B, D_txt)`` and projected locations."""
-        fmap = self.adapted_map(images)
+        fmap = self.visual_prompts(images)
         pooled = fmap.mean((2, 3))
         patches = self.project(fmap.flatten(2).transpose(1, 2))
         return pooled, self.project(pooled), patches
@@ -276,41 +259,20 @@ class MPAFace(FERTask):
         log.info("MPA-face prototypes from %d training images", len(indices))
         return prototypes
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rename the adapters of checkpoints written before :class:`TowerAdapters` held them.
+
+        Those name the stride-32 map's adapter ``adapter`` and the earlier ones ``level_adapters.<i>``.
+        """
+        state = checkpoint["state_dict"]
+        last = len(self.visual_prompts.adapters) - 1
+        for key in [k for k in state if k.startswith(("adapter.", "level_adapters."))]:
+            head, rest = key.split(".", 1)
+            index = rest if head == "level_adapters" else f"{last}.{rest}"
+            state[f"visual_prompts.adapters.{index}"] = state.pop(key)
+        super().on_load_checkpoint(checkpoint)
+
     def inference_modules(self) -> list[nn.Module]:
         """The image tower, adapters, projection and the text tower (its soft prompts are computed each call)."""
-        return [self.image, self.adapter, self.level_adapters, self.project, self.text]
+        return [self.image, self.visual_prompts, self.project, self.text]
 
-
-def adapter_sites(tower: nn.Module, levels: int, every_block: bool) -> tuple[list[nn.Module], list[int]]:
-    """The tower as a chain of modules, and the channels each one's adapter sees (0: the module has none).
-
-    The first ``5 - levels`` levels run whole and unadapted; each later level is one site, or with ``every_block``
-    one site per module of it (their output channels read off one small forward pass).
-    """
-    cut = tower.levels()
-    sites: list[nn.Module] = [module for module, _ in cut[: 5 - levels]]
-    channels = [0] * len(sites)
-    if not every_block:
-        return sites + [module for module, _ in cut[5 - levels :]], channels + [c for _, c in cut[5 - levels :]]
-    was_training = tower.training
-    tower.eval()
-    with torch.no_grad():
-        x = torch.zeros(1, 3, 112, 112)
-        for module in sites:
-            x = module(x)
-        for level, _ in cut[5 - levels :]:
-            for block in level:
-                x = block(x)
-                sites.append(block)
-                channels.append(x.shape[1])
-    tower.train(was_training)
-    return sites, channels
-
-
-def residual_adapter(channels: int, width: int) -> nn.Sequential:
-    """A 1x1 bottleneck ``channels -> min(width, channels) -> channels`` whose last layer starts at zero."""
-    width = min(width, channels)
-    adapter = nn.Sequential(nn.Conv2d(channels, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, channels, 1))
-    nn.init.zeros_(adapter[2].weight)
-    nn.init.zeros_(adapter[2].bias)
-    return adapter

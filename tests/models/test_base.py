@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from fer_zoo.errors import OptionError
 from fer_zoo.models import Baseline
 
 
@@ -194,8 +195,6 @@ def test_frozen_levels_train_the_top_only_and_keep_the_bottom_with_its_statistic
 @pytest.mark.parametrize("options", [{"backbone": "resnet18", "frozen_levels": 2}, {"backbone": "faceres", "frozen_levels": 5},
                                      {"backbone": "faceres", "frozen_levels": 2, "freeze_backbone": True}])
 def test_frozen_levels_rejects_what_it_cannot_freeze(options):
-    from fer_zoo.errors import OptionError
-
     with pytest.raises(OptionError, match="model.frozen_levels"):
         Baseline(num_classes=3, **options)
 
@@ -210,3 +209,24 @@ def test_channels_last_gives_the_same_logits_and_converts_weights_and_batches():
     batch = model.on_after_batch_transfer({"image": images, "label": torch.tensor([0, 1])}, 0)
     assert batch["image"].is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(model(batch["image"]), reference, atol=1e-4)
+
+
+def test_adapter_probe_trains_the_adapters_and_head_and_keeps_the_frozen_backbone(tmp_path):
+    torch.manual_seed(0)
+    model = Baseline(num_classes=3, backbone="mobilenetv2", freeze_backbone=True, adapter_levels=2, lr=0.01)
+    model.eval()
+    images = torch.randn(2, 3, 64, 64)
+    # zero-initialised adapters: the probe's function at the start
+    assert torch.allclose(model(images), model.head(model.backbone(images)), atol=1e-5)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    adapters = {k: v.clone() for k, v in model.tower_adapters.state_dict().items()}
+    data = [{"image": torch.randn(3, 64, 64), "label": torch.tensor(i % 3)} for i in range(8)]
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(data, batch_size=4))
+    assert all(torch.equal(before[k], v) for k, v in model.backbone.state_dict().items())  # BN statistics too
+    assert any(not torch.equal(adapters[k], v) for k, v in model.tower_adapters.state_dict().items())
+    # two adapters (96 and 1280 channels, widths 96 and 128) and the head
+    assert model.num_parameters(trainable_only=True) == (2 * 96 * 96 + 96 + 96) + (2 * 1280 * 128 + 128 + 1280) + 3 * 1281
+    with pytest.raises(OptionError, match="model.adapter_levels=2"):
+        Baseline(num_classes=3, backbone="resnet18", adapter_levels=2)

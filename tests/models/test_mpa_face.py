@@ -16,9 +16,9 @@ def model():
 def test_only_the_prompts_adapter_and_projection_train(model):
     trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("text.") else "")
                  for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"adapter", "project", "text.context"}
+    assert trainable == {"visual_prompts", "project", "text.context"}
     model.train()
-    assert not model.image.training and not model.text.model.training and model.adapter.training
+    assert not model.image.training and not model.text.model.training and model.visual_prompts.training
 
 
 def test_soft_prompt_puts_the_context_after_cls_and_keeps_the_class_name(model):
@@ -74,39 +74,36 @@ def test_the_image_tower_can_be_any_imported_network_with_a_map_and_nothing_else
         MPAFace(num_classes=3, class_names=NAMES, backbone="resnet18")
 
 
-@pytest.mark.parametrize(("backbone", "every_block", "adapters"),
-                         [("faceres", False, 5), ("mobilenetv2", False, 5), ("efficientnet_lite0", False, 5),
-                          ("faceres", True, 2 + 2 * 13), ("mobilenetv2", True, 19)])
-def test_deep_adapters_start_as_the_frozen_map_and_only_they_train(backbone, every_block, adapters):
-    torch.manual_seed(0)
-    model = MPAFace(num_classes=3, class_names=NAMES, backbone=backbone, weights=None, n_ctx=2, adapter_levels=5,
-                    adapter_every_block=every_block)
-    # FaceRes: input adapter, conv1 and each block's depthwise and pointwise convs; MobileNetV2: its 19 features
-    assert len(model.level_adapters) + 1 == adapters
-    model.train()
-    images = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(model.adapted_map(images), model.image.feature_map(images), atol=1e-5)
-    for adapter in [*model.level_adapters, model.adapter]:  # leave the identity so gradients reach every level
-        torch.nn.init.normal_(adapter[2].weight, std=0.01)
-    model.zero_grad()
-    model.adapted_map(images).square().mean().backward()
-    assert all(a[0].weight.grad.abs().sum() > 0 for a in [*model.level_adapters, model.adapter])
-    assert all(p.grad is None for p in model.image.parameters())
-    assert not any(k.startswith("_levels") for k in model.state_dict())
-
-
 def test_adapter_levels_counts_levels_from_the_last_and_is_checked():
     model = MPAFace(num_classes=3, class_names=NAMES, backbone="mobilenetv2", weights=None, n_ctx=2, adapter_levels=3)
     # MobileNetV2's levels end in 16, 24, 32, 96 and 1280 channels: levels 3 and 4 adapt 32 and 96 channels
-    assert [a[0].in_channels for a in model.level_adapters] == [32, 96] and model.adapter[0].in_channels == 1280
-    assert [a[0].out_channels for a in model.level_adapters] == [32, 96]  # width capped at the channels
+    assert [a[0].in_channels for a in model.visual_prompts.adapters] == [32, 96, 1280]
+    assert [a[0].out_channels for a in model.visual_prompts.adapters] == [32, 96, 128]  # width capped at the channels
     blocks = MPAFace(num_classes=3, class_names=NAMES, backbone="mobilenetv2", weights=None, n_ctx=2, adapter_levels=2,
                      adapter_every_block=True)
     # the last two levels are features[7:14] (64, 64, 64, 64, 96, 96, 96 channels) and features[14:19]
-    assert [a[0].in_channels for a in blocks.level_adapters] == [64] * 4 + [96] * 3 + [160] * 3 + [320]
+    assert [a[0].in_channels for a in blocks.visual_prompts.adapters] == [64] * 4 + [96] * 3 + [160] * 3 + [320, 1280]
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(blocks.eval().adapted_map(images), blocks.image.feature_map(images), atol=1e-5)
+        assert torch.allclose(blocks.eval().visual_prompts(images), blocks.image.feature_map(images), atol=1e-5)
     with pytest.raises(ValueError, match="model.adapter_levels=6"):
         MPAFace(num_classes=3, class_names=NAMES, backbone="mobilenetv2", adapter_levels=6)
+
+
+def test_checkpoints_with_the_earlier_adapter_names_load():
+    torch.manual_seed(0)
+    model = MPAFace(num_classes=3, class_names=NAMES, backbone="mobilenetv2", weights=None, n_ctx=2, adapter_levels=2)
+    for p in model.visual_prompts.parameters():
+        torch.nn.init.normal_(p)
+    state = model.state_dict()
+    old = {}  # the names written before TowerAdapters: adapter (stride 32) and level_adapters.<i>
+    for key, value in state.items():
+        key = key.replace("visual_prompts.adapters.1.", "adapter.").replace("visual_prompts.adapters.", "level_adapters.")
+        old[key] = value
+    assert "adapter.0.weight" in old and "level_adapters.0.2.bias" in old
+    fresh = MPAFace(num_classes=3, class_names=NAMES, backbone="mobilenetv2", weights=None, n_ctx=2, adapter_levels=2)
+    checkpoint = {"state_dict": old}
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    for key, value in state.items():
+        assert torch.equal(fresh.state_dict()[key], value), key
